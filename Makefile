@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both start with `make setup`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+
+.PHONY: setup data demo test theory ledger bench clean
+
+setup: $(STAMP)
+	@$(BIN)/python scripts/get_data.py --soft
+
+# Re-install only when the package description changes (idempotent, offline: torch 2.13.0 CPU wheel).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
+	$(BIN)/python -m pip install --quiet -e '.[test,notebooks]'
+	touch $(STAMP)
+
+data: $(STAMP)
+	$(BIN)/python scripts/get_data.py
+
+demo: setup data
+	$(BIN)/python -m empirical.split_stability --sigma 0.15
+
+test: setup
+	$(BIN)/python -m pytest -q theory tests
+
+theory: setup
+	$(BIN)/python -m pytest -q theory
+
+ledger: setup
+	$(BIN)/python -m theory
+
+bench: setup
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
