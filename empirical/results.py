@@ -1,0 +1,133 @@
+"""Results as data: provenance, atomic JSON/CSV writing, and per-unit caching for resumable runs.
+
+Every result file records the full config, seeds, package versions, git commit and device. Each
+unit of work (one trained model, one (pair, σ, method) measurement) is saved as it finishes, so an
+interrupted run resumes from what it saved and loses nothing.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _clean(o: Any) -> Any:
+    """JSON cannot hold NaN/inf portably: write them as null (and keep numbers as numbers)."""
+    if isinstance(o, float):
+        return o if o == o and abs(o) != float("inf") else None
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, torch.Tensor):
+        return _clean(o.tolist())
+    if isinstance(o, Path):
+        return str(o)
+    return o
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_csv(path: Path, rows: Iterable[dict]) -> None:
+    rows = list(rows)
+    buf = io.StringIO()
+    if rows:
+        fields: list[str] = []
+        for r in rows:
+            fields += [k for k in r if k not in fields]
+        w = csv.DictWriter(buf, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _clean(v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    v = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()}
+    for mod in ("numpy", "scipy", "sympy", "captum", "quantus", "kornia"):
+        try:
+            v[mod] = __import__(mod).__version__
+        except Exception:
+            pass
+    return v
+
+
+def device_info(device: torch.device | str) -> dict[str, Any]:
+    device = torch.device(device)
+    info: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+        info["cpu_count"] = os.cpu_count()
+    return info
+
+
+def provenance(device: torch.device | str) -> dict[str, Any]:
+    return {"git_commit": git_commit(), "versions": versions(), "device": device_info(device),
+            "argv": sys.argv}
+
+
+class UnitCache:
+    """One small JSON per finished unit of work under `folder/units/`, keyed by a digest string."""
+
+    def __init__(self, folder: Path):
+        self.dir = Path(folder) / "units"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.dir / f"{key}.json"
+
+    def get(self, key: str) -> Any | None:
+        p = self.path(key)
+        if not p.exists():
+            return None
+        try:
+            return read_json(p)
+        except (OSError, json.JSONDecodeError):
+            return None  # a torn file (should not happen: writes are atomic) is recomputed
+
+    def put(self, key: str, value: Any) -> None:
+        write_json(self.path(key), value)

@@ -1,0 +1,282 @@
+"""The disjoint-split experiment of Ye & Farnia (sec. 5.1): stability and fidelity against σ, next to the bounds.
+
+For each pair p, the training set is split into two disjoint halves S1, S2 (fresh seeded permutation
+per pair), a network is trained on each, and for every test image x (label y) and every σ:
+
+- stability (eq. 12 proxy): ||Sal_{A(S1)}^σ(x,y) − Sal_{A(S2)}^σ(x,y)||₂, raw and on unit-norm maps;
+- fidelity (eq. 13): mean over the two networks of ||E_z[Sal(x+z,y)] − Sal(x,y)||₂;
+- SSIM and top-k intersection / IoU between the two networks' maps (sec. 5.3).
+
+Sal^σ is the Gaussian-smoothed map E_z[Sal(x+z, y)], z ~ N(0, σ_c²) per channel c with
+σ_c = σ · (x_max − x_min) / std_c (σ is a fraction of the pixel range; see `empirical.data`). σ = 0 is
+the plain map. For "vg" that is SmoothGrad; for "ig" smoothed Integrated Gradients. The two networks
+of a pair see identical noise (common random numbers: draws seeded by image id), so their difference
+measures the networks, not the Monte-Carlo noise; the MC standard error is reported besides.
+
+Bounds (`empirical.bounds` for the constants, `theory.bounds` for the formulas): Theorem 5 (σ = 0,
+SimpleGrad), Theorem 6 (σ > 0, SmoothGrad) and Proposition 7 (fidelity) evaluated with each trained
+network's B_i, C, the run's c, T, n and m, in log10 (they overflow float64 on real networks).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from empirical import bounds as netbounds
+from empirical import data as data_mod
+from empirical import metrics, models, saliency
+from empirical.errors import UserError
+from empirical.results import UnitCache, provenance, write_csv, write_json
+from empirical.training import TrainConfig, accuracy, config_digest, train_or_load
+
+METHODS = ("vg", "ig", "gradcam", "gradcampp")
+PAPER_SIGMAS = tuple(round(0.05 * i, 2) for i in range(9))  # 0, 0.05, ..., 0.40 (Ye & Farnia Fig. 2)
+
+
+@dataclass(frozen=True)
+class SplitStabilityConfig:
+    dataset: str = "fashion-mnist"
+    data_root: str | None = None  # folder of the data files; None: Debian's Fashion-MNIST location
+    image_size: int = 64  # imagefolder only: images resized to this side (pixels)
+    model: str = "lenet"
+    activation: str = "relu"
+    sigmas: tuple[float, ...] = (0.15,)  # fraction of the pixel range (x_max − x_min); 0 is always added
+    methods: tuple[str, ...] = ("vg", "ig")
+    pairs: int = 2  # independent random splits, each into two disjoint halves
+    n: int | None = None  # training images per split; None: half the training set
+    test_images: int = 100  # evaluated test images (a seeded random subset)
+    draws: int = 16  # Gaussian noise draws per smoothed map
+    ig_steps: int = 16  # Integrated Gradients path steps (Gauss–Legendre)
+    topk_fraction: float = 0.1  # k of the top-k metrics, as a fraction of the pixels
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0  # splits, test subset and noise; model seeds derive from it
+    device: str = "cpu"
+    max_batch: int = 4096  # model evaluations per forward pass (memory cap)
+
+    def validate(self) -> None:
+        if self.dataset not in data_mod.DATASETS:
+            raise UserError(f"unknown data set {self.dataset!r}; valid: {', '.join(data_mod.DATASETS)}")
+        if self.model not in models.MODELS:
+            raise UserError(f"unknown model {self.model!r}; valid: {', '.join(models.MODELS)}")
+        if self.activation not in models.ACTIVATIONS:
+            raise UserError(f"unknown activation {self.activation!r}; valid: {', '.join(models.ACTIVATIONS)}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise UserError(f"unknown method(s) {bad or '(none)'}; valid: {', '.join(METHODS)}")
+        if any(m.startswith("gradcam") for m in self.methods) and models.GRADCAM_LAYER[self.model] is None:
+            raise UserError(f"Grad-CAM needs a convolutional model; {self.model!r} has no conv layer")
+        for s in self.sigmas:
+            if not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
+                raise UserError(f"sigma must be a finite number >= 0 (fraction of the pixel range), got {s!r}")
+        for name, v, lo in (("pairs", self.pairs, 1), ("test images", self.test_images, 1), ("draws", self.draws, 1),
+                            ("IG steps", self.ig_steps, 1), ("max batch", self.max_batch, 1)):
+            if not isinstance(v, int) or v < lo:
+                raise UserError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if self.n is not None and self.n < 2:
+            raise UserError(f"n (training images per split) must be >= 2, got {self.n}")
+        if not (0 < self.topk_fraction <= 1):
+            raise UserError(f"topk fraction must be in (0, 1], got {self.topk_fraction}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device {self.device!r} asked for, but no CUDA GPU is available; use --device cpu")
+        self.train.validate()
+
+    @property
+    def all_sigmas(self) -> tuple[float, ...]:
+        return tuple(sorted(set((0.0,) + tuple(float(s) for s in self.sigmas))))
+
+
+# --------------------------------------------------------------------------- maps
+def compute_maps(cfg: SplitStabilityConfig, model, x, y, ids, sigma_abs: torch.Tensor, method: str,
+                 grad_layer) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The map Sal^σ for one network on the test images; returns (maps, MC standard error or None)."""
+    smoothed = bool(sigma_abs.max() > 0)
+    common = dict(max_batch=cfg.max_batch)
+    if method == "vg" and not smoothed:
+        return saliency.vanilla_gradient(model, x, y, **common), None
+    if method == "ig" and not smoothed:
+        return saliency.integrated_gradients(model, x, y, steps=cfg.ig_steps, **common), None
+    if method in ("vg", "ig"):
+        out = saliency.smoothgrad(model, x, y, sigma=sigma_abs, n_draws=cfg.draws, seed=cfg.seed, ids=ids,
+                                  base=method, ig_steps=cfg.ig_steps, return_stderr=True, **common)
+        return out
+    plus = method == "gradcampp"
+    if not smoothed:
+        return saliency.gradcam(model, x, y, layer=grad_layer, plus=plus), None
+    return saliency.smoothed(lambda xx, yy: saliency.gradcam(model, xx, yy, layer=grad_layer, plus=plus),
+                             x, y, sigma=sigma_abs, n_draws=cfg.draws, seed=cfg.seed, ids=ids,
+                             max_batch=cfg.max_batch, return_stderr=True)
+
+
+def _rel_se(maps: torch.Tensor, se: torch.Tensor | None) -> float | None:
+    if se is None:
+        return None
+    return (se.flatten(1).norm(dim=1) / maps.flatten(1).norm(dim=1).clamp_min(1e-30)).mean().item()
+
+
+# --------------------------------------------------------------------------- run
+def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True, log=print) -> dict:
+    """Run the whole experiment into `out` (resumable); returns the results dict also written to results.json."""
+    cfg.validate()
+    t_start = time.time()
+    out = Path(out)
+    device = torch.device(cfg.device)
+    ds = data_mod.load(cfg.dataset, cfg.data_root, cfg.image_size)
+    spec = ds.spec
+    n_total = len(ds.train_x)
+    n = cfg.n if cfg.n is not None else n_total // 2
+    if 2 * n > n_total:
+        raise UserError(f"two disjoint splits of n={n} need {2 * n} training images, only {n_total} exist; "
+                        f"use n <= {n_total // 2}")
+    if cfg.test_images > len(ds.test_x):
+        raise UserError(f"--test-images {cfg.test_images} exceeds the {len(ds.test_x)} test images")
+    cache = UnitCache(out)
+    ckpt_dir = out / "checkpoints"
+
+    g = torch.Generator().manual_seed(cfg.seed)
+    test_idx = torch.randperm(len(ds.test_x), generator=g)[: cfg.test_images].sort().values
+    x_test = data_mod.to_model_input(spec, ds.test_x[test_idx], device)
+    y_test = ds.test_y[test_idx].to(device)
+    x_test_all = data_mod.to_model_input(spec, ds.test_x, device)
+    y_test_all = ds.test_y.to(device)
+    m = x_test[0].numel()
+    k_top = max(1, round(cfg.topk_fraction * spec.size * spec.size))
+    C = max(netbounds.input_norm_bound(data_mod.to_model_input(spec, ds.train_x[i : i + 8192], device))
+            for i in range(0, n_total, 8192))
+
+    def build():
+        return models.build(cfg.model, spec.channels, spec.size, spec.num_classes, cfg.activation)
+
+    # ---- train the 2 × pairs networks (checkpoints reused)
+    networks = []
+    split_records = []
+    bar = tqdm(total=2 * cfg.pairs, desc="networks", disable=not progress)
+    for p in range(cfg.pairs):
+        halves = data_mod.disjoint_splits(n_total, 2, n, seed=cfg.seed * 1000 + p)
+        pair_nets = []
+        for h, idx in enumerate(halves):
+            digest = data_mod.indices_digest(idx)
+            tcfg = replace(cfg.train, seed=cfg.seed * 1000 + 2 * p + h)
+            key_parts = {"dataset": cfg.dataset, "image_size": cfg.image_size, "model": cfg.model,
+                         "activation": cfg.activation, "train": asdict(tcfg), "split": digest}
+            net, rec, reused = train_or_load(build, key_parts, ckpt_dir, dict(
+                x_uint8=ds.train_x[idx], y=ds.train_y[idx], normalize=spec.normalize, cfg=tcfg, device=device,
+                desc=f"pair {p} half {h}", progress=progress))
+            net.requires_grad_(False)
+            acc = accuracy(net, x_test_all, y_test_all)
+            rec = dict(rec, test_accuracy=acc, reused_checkpoint=reused, split_digest=digest, pair=p, half=h)
+            pair_nets.append(net)
+            split_records.append(rec)
+            bar.update(1)
+        networks.append(pair_nets)
+    bar.close()
+
+    # ---- network constants for the bounds (one record per network)
+    const_key = config_digest("constants-v1", [r["key"] for r in split_records])
+    constants = cache.get(const_key)
+    if constants is None:
+        constants = []
+        xb, yb = x_test[:64], y_test[:64]
+        for pair_nets in networks:
+            for net in pair_nets:
+                with torch.enable_grad():
+                    net.requires_grad_(True)
+                    L_emp = netbounds.empirical_lipschitz(net, xb, yb)
+                    beta_emp = netbounds.empirical_smoothness(net, xb, yb)
+                    net.requires_grad_(False)
+                layers = netbounds.layer_norms(net, x_test[:1])
+                constants.append({"B": [lr["B"] for lr in layers], "layers": layers, "C": C,
+                                  "L_emp": L_emp, "beta_emp": beta_emp})
+        cache.put(const_key, constants)
+    gaps = netbounds.assumption_gaps(networks[0][0])
+
+    # ---- maps and measurements, one cached unit per (pair, σ, method)
+    grad_layers = [[models.gradcam_layer(net, cfg.model) for net in pn] for pn in networks]
+    ids = test_idx.to(device)
+    eval_cfg = {k: v for k, v in asdict(cfg).items() if k in ("test_images", "draws", "ig_steps", "topk_fraction", "seed")}
+    plain: dict = {}
+    units = [(p, s, meth) for p in range(cfg.pairs) for meth in cfg.methods for s in cfg.all_sigmas]
+    records = []
+    bar = tqdm(units, desc="saliency", disable=not progress)
+    for p, s, meth in bar:
+        key = config_digest("unit-v1", split_records[2 * p]["key"], split_records[2 * p + 1]["key"], s, meth, eval_cfg)
+        rec = cache.get(key)
+        if rec is None:
+            t0 = time.time()
+            sig = spec.sigma_abs(s, device)
+            maps, ses = [], []
+            for h in range(2):
+                mp, se = compute_maps(cfg, networks[p][h], x_test, y_test, ids, sig, meth, grad_layers[p][h])
+                maps.append(mp.detach())
+                ses.append(se)
+            if (p, meth) not in plain:
+                plain[(p, meth)] = maps if s == 0 else [
+                    compute_maps(cfg, networks[p][h], x_test, y_test, ids, spec.sigma_abs(0.0, device), meth,
+                                 grad_layers[p][h])[0].detach() for h in range(2)]
+            base = plain[(p, meth)]
+            a, b = maps
+            per_image = {
+                "stability": metrics.stability_error(a, b),
+                "stability_unit": metrics.stability_error(a, b, normalize=True),
+                "fidelity": 0.5 * (metrics.fidelity_error(a, base[0]) + metrics.fidelity_error(b, base[1])),
+                "fidelity_unit": 0.5 * (metrics.fidelity_error(a, base[0], normalize=True)
+                                        + metrics.fidelity_error(b, base[1], normalize=True)),
+                "ssim": metrics.ssim(a, b),
+                "topk_intersection": metrics.topk_intersection(a, b, k_top),
+                "topk_iou": metrics.topk_iou(a, b, k_top),
+            }
+            rec = {"pair": p, "sigma": s, "method": meth,
+                   "per_image": {k: v.detach().cpu().tolist() for k, v in per_image.items()},
+                   "mc_rel_stderr": [_rel_se(mp, se) for mp, se in zip(maps, ses)],
+                   "seconds": time.time() - t0}
+            cache.put(key, rec)
+        records.append(rec)
+    bar.close()
+
+    results = assemble(cfg, records, constants, split_records, dict(n=n, m=m, C=C, k_top=k_top, spec=asdict(spec),
+                       test_indices=test_idx.tolist(), assumption_gaps=gaps))
+    results["provenance"] = provenance(device)
+    results["wall_seconds"] = time.time() - t_start
+    write_outputs(results, out)
+    return results
+
+
+# --------------------------------------------------------------------------- aggregation
+def assemble(cfg: SplitStabilityConfig, records: list[dict], constants: list[dict], split_records: list[dict],
+             info: dict) -> dict:
+    from empirical import bound_report
+
+    summary = []
+    for meth in cfg.methods:
+        for s in cfg.all_sigmas:
+            rs = [r for r in records if r["method"] == meth and r["sigma"] == s]
+            row = {"method": meth, "sigma": s}
+            for name in ("stability", "stability_unit", "fidelity", "fidelity_unit", "ssim", "topk_intersection",
+                         "topk_iou"):
+                per_pair = [float(torch.tensor(r["per_image"][name]).mean()) for r in rs]
+                pooled = torch.tensor([v for r in rs for v in r["per_image"][name]], dtype=torch.float64)
+                st = metrics.summarize(per_pair)
+                row[name] = st["mean"]
+                row[f"{name}_std_images"] = float(pooled.std()) if len(pooled) > 1 else 0.0
+                row[f"{name}_std_pairs"] = st["std"]
+                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = st["ci_low"], st["ci_high"]
+            ses = [v for r in rs for v in r["mc_rel_stderr"] if v is not None]
+            row["mc_rel_stderr"] = sum(ses) / len(ses) if ses else None
+            summary.append(row)
+    bounds_rows, laws = bound_report.evaluate(cfg, summary, constants, split_records, info)
+    return {"experiment": "split_stability", "config": asdict(cfg), "info": info, "networks": split_records,
+            "constants": constants, "summary": summary, "bounds": bounds_rows, "laws": laws,
+            "units": records}
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    from empirical import figures
+
+    write_json(out / "results.json", results)
+    write_csv(out / "summary.csv", results["summary"])
+    write_csv(out / "bounds.csv", results["bounds"])
+    figures.split_stability_figures(results, out)

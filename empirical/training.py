@@ -1,0 +1,210 @@
+"""Training: the theorems' SGD (step c/t), noisy SGD (Ye & Farnia eq. 3), and the usual recipes.
+
+The data set sits on the device as uint8 and is normalised per batch (airbench style: no
+DataLoader); the batch order comes from a seeded generator, so one seed fixes a model. A trained
+model is saved as a checkpoint keyed by the digest of everything that determines it (model,
+activation, training config, data set, split indices), and reused when the same configuration is
+asked for again. Checkpoints are written atomically (temp file + rename).
+
+Optimisers (`TrainConfig.optimizer`):
+- ``sgd_ct``: plain minibatch SGD with α_t = min(lr, c/t), t = 1, 2, ... counting steps. This satisfies
+  the hypothesis α_t ≤ c/t of Theorems 5 and 6 (Ye & Farnia; Hardt et al. 2016 Thm 3.12) while not
+  starting at a step of c; T and c are recorded for the bounds.
+- ``noisy_sgd``: the same schedule on the Gaussian-smoothed loss ℓ̃(W) = E_V ℓ(W+V), V ~ N(0, s²I)
+  (eq. 3), with one draw of V per step (an unbiased estimate of ∇ℓ̃).
+- ``sgd``: SGD with momentum 0.9, weight decay and a cosine schedule.
+- ``adam``: Adam at a constant lr (the feature-map paper's FMNIST recipe: 1e-3, batch 32).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from empirical.errors import UserError
+
+OPTIMIZERS = ("sgd_ct", "noisy_sgd", "sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "sgd_ct"
+    epochs: float = 2.0  # passes over the training split (fractional allowed)
+    batch_size: int = 64  # images per step
+    lr: float = 0.05  # peak step size (per step, not scaled by batch size)
+    c: float = 20.0  # step-size constant of α_t ≤ c/t (sgd_ct, noisy_sgd); units: step size × steps
+    weight_noise: float = 0.0  # noisy_sgd: std s of V ~ N(0, s²I) added to the weights (parameter units)
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 5e-4  # sgd only
+    seed: int = 0  # initialisation and batch order
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if not (self.epochs > 0):
+            raise UserError(f"epochs must be > 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+        if not (self.lr > 0) or not (self.c > 0):
+            raise UserError(f"lr and c must be > 0, got lr={self.lr}, c={self.c}")
+        if self.weight_noise < 0 or (self.optimizer == "noisy_sgd" and self.weight_noise == 0):
+            raise UserError(f"noisy_sgd needs weight_noise > 0 (got {self.weight_noise})")
+
+    def steps(self, n: int) -> int:
+        """T: the number of SGD steps for a split of n images."""
+        return max(1, math.ceil(self.epochs * n / self.batch_size))
+
+
+def step_size(cfg: TrainConfig, t: int, T: int) -> float:
+    """α_t for step t = 1..T."""
+    if cfg.optimizer in ("sgd_ct", "noisy_sgd"):
+        return min(cfg.lr, cfg.c / t)
+    if cfg.optimizer == "sgd":
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * (t - 1) / T))
+    return cfg.lr
+
+
+def config_digest(*parts: object) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def train(
+    model: nn.Module,
+    x_uint8: torch.Tensor,
+    y: torch.Tensor,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    cfg: TrainConfig,
+    device: torch.device | str = "cpu",
+    perturb: Perturb | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> dict:
+    """Train `model` in place on (x_uint8 [n,C,H,W], y [n]); returns a record (T, steps, final loss, wall time).
+
+    `normalize` maps pixel space [0,1] to the network's input. `perturb(model, x01, y) -> x01'`, when
+    given, replaces each batch in pixel space (adversarial training); the model is in eval mode while
+    it runs and in train mode for the update.
+    """
+    import time
+
+    cfg.validate()
+    t0 = time.time()
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    model.to(device).train()
+    xd, yd = x_uint8.to(device), y.to(device)
+    n = len(xd)
+    T = cfg.steps(n)
+    g = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
+    noise_g = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+    elif cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    order = torch.empty(0, dtype=torch.long)
+    losses = []
+    bar = tqdm(range(1, T + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    for t in bar:
+        if len(order) < cfg.batch_size:  # epoch boundary: a fresh seeded permutation
+            order = torch.cat([order, torch.randperm(n, generator=g)])
+        idx, order = order[: cfg.batch_size].to(device), order[cfg.batch_size :]
+        xb = xd[idx].float().div_(255.0)
+        yb = yd[idx]
+        if perturb is not None:
+            model.eval()
+            xb = perturb(model, xb, yb).detach()
+            model.train()
+        for group in opt.param_groups:
+            group["lr"] = step_size(cfg, t, T)
+        noises = None
+        if cfg.optimizer == "noisy_sgd":  # ∇ of E_V ℓ(W+V), one draw per step (eq. 3)
+            with torch.no_grad():
+                noises = [torch.randn(p.shape, generator=noise_g, device=device) * cfg.weight_noise for p in params]
+                for p, v in zip(params, noises):
+                    p.add_(v)
+        loss = loss_fn(model(normalize(xb)), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if noises is not None:
+            with torch.no_grad():
+                for p, v in zip(params, noises):
+                    p.sub_(v)
+        opt.step()
+        losses.append(loss.detach())
+        if t % 50 == 0 and progress:
+            bar.set_postfix(loss=f"{torch.stack(losses[-50:]).mean().item():.3f}")
+    model.eval()
+    tail = torch.stack(losses[-max(1, T // 10):]).mean().item()
+    return {"T": T, "n": n, "final_loss": tail, "train_seconds": time.time() - t0, "config": asdict(cfg)}
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> float:
+    """Top-1 accuracy of `model` on normalised inputs x (already on the model's device)."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += (model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum().item()
+    return correct / max(1, len(x))
+
+
+def train_or_load(
+    build: Callable[[], nn.Module],
+    key_parts: dict,
+    ckpt_dir: Path,
+    train_kwargs: dict,
+) -> tuple[nn.Module, dict, bool]:
+    """Train a model, or load it when a checkpoint of the same configuration exists.
+
+    Returns (model in eval mode, training record, reused?). The key digests `key_parts`, which must
+    hold everything that determines the weights (model, activation, config, data, split digest).
+    The global torch generator is seeded with the training seed before `build()`, so the
+    initialisation is fixed by the same seed as the batch order.
+    """
+    key = config_digest(key_parts)
+    path = Path(ckpt_dir) / f"{key}.pt"
+    torch.manual_seed(train_kwargs["cfg"].seed)  # the initialisation is part of "one seed per model"
+    model = build()
+    device = train_kwargs.get("device", "cpu")
+    if path.exists():
+        try:
+            blob = torch.load(path, map_location=device, weights_only=False)
+            model.load_state_dict(blob["state_dict"])
+            model.to(device).eval()
+            return model, blob["record"], True
+        except Exception:  # a damaged checkpoint is retrained, never trusted
+            path.unlink(missing_ok=True)
+    record = train(model, **train_kwargs)
+    record["key"] = key
+    record["key_parts"] = key_parts
+    atomic_save({"state_dict": model.state_dict(), "record": record}, path)
+    return model, record, False
