@@ -1,0 +1,125 @@
+"""Bounds next to measurements, for the split-stability job: Theorem 5, Theorem 6, Proposition 7.
+
+Each bound is evaluated by `theory.bounds` in log10 (real networks overflow float64) with two sets of
+constants:
+
+- ``remark4``: certified constants from the layer norms: L = Γ_{k,1}C (Remark 4(1)) and
+  β from Remark 4(3) — the corrected form of the ledger (the printed (3k+1)Γ²C² fails for small C);
+  for noisy SGD β = √(2/π)L/s (Proposition 1, sharp constant), s the weight-noise std;
+- ``empirical``: the local estimates at the trained weights (largest per-sample ‖∇_W ℓ‖, top Hessian
+  eigenvalue): not certified, but what the theorem's constants are on the networks actually trained.
+
+B_i is the largest measured operator norm of layer i over all trained networks (the theorems need
+‖W_i‖ ≤ B_i for every output of the algorithm). Both the printed and the corrected saliency
+Lipschitz constants (ledger: thm5-saliency-lipschitz) are reported.
+
+What is compared: the theorems bound the leave-one-out stability (eq. 10) of one training set of
+size n; the measured value is the disjoint-split proxy (eq. 12, mean over test images), a different
+quantity that the paper substitutes for it. The ratio says how far the bound sits above the proxy.
+A bound is "vacuous" when it exceeds the trivial bound of the quantity (2Γ_{k,0} for gradient maps:
+‖∇_x f‖ ≤ Γ_{k,0}; Γ_{k,0}(2C + σ√m) for IG fidelity).
+"""
+from __future__ import annotations
+
+import math
+
+from theory import bounds as tb
+
+from empirical import metrics
+
+
+def _log10(v: float) -> float | None:
+    return math.log10(v) if v and v > 0 else None
+
+
+def _constants(cfg, constants: list[dict], info: dict, split_records: list[dict]) -> dict:
+    k = len(constants[0]["B"])
+    B = [max(c["B"][i] for c in constants) for i in range(k)]
+    C = info["C"]
+    T = max(r["T"] for r in split_records)
+    out = {"B": B, "C": C, "T": T, "n": info["n"], "c": cfg.train.c, "m": info["m"], "k": k}
+    L4 = tb.lipschitz_L_bound(B, C)
+    if cfg.train.optimizer == "noisy_sgd":
+        beta4 = tb.smoothness_beta_noisy(L4, cfg.train.weight_noise, sharp=True)
+    else:
+        beta4 = tb.smoothness_beta_sgd(B, C, variant="corrected")
+    out["remark4"] = {"L": L4, "beta": beta4}
+    out["empirical"] = {"L": max(c["L_emp"] for c in constants), "beta": max(c["beta_emp"] for c in constants)}
+    out["log10_trivial_gradient"] = math.log10(2.0) + float(tb.log_gamma_sets(B)[-1, 0])
+    out["log10_gamma_k0"] = float(tb.log_gamma_sets(B)[-1, 0])
+    out["smoothgrad_sigma_threshold"] = tb.smoothgrad_sigma_threshold(B)
+    return out
+
+
+def evaluate(cfg, summary: list[dict], constants: list[dict], split_records: list[dict], info: dict):
+    """Returns (rows: one per bound × constants × variant × method × σ, laws: fitted vs predicted exponents)."""
+    from empirical.data import DatasetSpec
+
+    spec = DatasetSpec(**info["spec"])
+    K = _constants(cfg, constants, info, split_records)
+    info["bound_constants"] = K
+    B, C, T, n, c, m = K["B"], K["C"], K["T"], K["n"], K["c"], K["m"]
+    theorem_applies = cfg.train.optimizer in ("sgd_ct", "noisy_sgd")
+    rows = []
+    for r in summary:
+        s, meth = r["sigma"], r["method"]
+        sig_abs = float(spec.sigma_abs(s).max()) if s > 0 else 0.0
+        base = {"method": meth, "sigma": s, "sigma_abs": sig_abs, "theorem_hypotheses_met": theorem_applies}
+        if meth == "vg":
+            for consts in ("remark4", "empirical"):
+                L, beta = K[consts]["L"], K[consts]["beta"]
+                for variant in ("printed", "corrected"):
+                    if s == 0:
+                        lb = tb.log10_theorem5_simplegrad_bound(B, C, L, beta, c, T, n, variant=variant)
+                        name = "Theorem 5 (SimpleGrad)"
+                    else:
+                        lb = tb.log10_theorem6_smoothgrad_bound(B, C, L, beta, c, T, n, sig_abs, variant=variant)
+                        name = "Theorem 6 (SmoothGrad)"
+                    rows.append(_row(base, name, consts, variant, "stability", lb, r["stability"],
+                                     K["log10_trivial_gradient"]))
+        if s > 0 and meth in ("vg", "ig"):
+            for sharp in (False, True):
+                if meth == "vg":
+                    lb = tb.log10_prop7_fidelity_simplegrad(B, sig_abs, m, sharp=sharp)
+                    trivial = K["log10_trivial_gradient"]
+                    name = "Proposition 7 (SimpleGrad)"
+                else:
+                    lb = tb.log10_prop7_fidelity_ig(B, C, sig_abs, m, sharp=sharp)
+                    trivial = K["log10_gamma_k0"] + math.log10(2 * C + sig_abs * math.sqrt(m))
+                    name = "Proposition 7 (IG)"
+                rows.append(_row(base, name, "layer-norms", "sharp E||z||" if sharp else "printed", "fidelity",
+                                 lb, r["fidelity"], trivial))
+    return rows, _laws(cfg, summary, K)
+
+
+def _row(base: dict, name: str, consts: str, variant: str, quantity: str, log10_bound: float, measured: float,
+         log10_trivial: float) -> dict:
+    lm = _log10(measured)
+    finite = log10_bound is not None and math.isfinite(log10_bound)
+    return dict(base, bound=name, constants=consts, variant=variant, quantity=quantity,
+                log10_bound=log10_bound if finite else None, measured=measured, log10_measured=lm,
+                log10_ratio=(lm - log10_bound) if (finite and lm is not None) else None,
+                vacuous=bool(finite and log10_bound > log10_trivial), log10_trivial=log10_trivial)
+
+
+def _laws(cfg, summary: list[dict], K: dict) -> list[dict]:
+    """Fitted exponents of stability and fidelity against σ (σ > 0), beside the predicted ones."""
+    laws = []
+    for meth in cfg.methods:
+        rows = sorted((r for r in summary if r["method"] == meth), key=lambda r: r["sigma"])
+        pos = [r for r in rows if r["sigma"] > 0]
+        base = next((r for r in rows if r["sigma"] == 0), None)
+        ratio = {r["sigma"]: (r["stability"] / base["stability"] if base and base["stability"] else None) for r in pos}
+        for quantity, predicted in (("stability", {k: tb.predicted_laws(v["beta"], K["c"])["sigma_smoothgrad"]
+                                                   for k, v in (("remark4", K["remark4"]), ("empirical", K["empirical"]))}),
+                                    ("fidelity", {"proposition7": 1.0})):
+            law = {"method": meth, "quantity": quantity, "predicted_exponent": predicted,
+                   "ratio_to_sigma0": ratio if quantity == "stability" else None}
+            if len({r["sigma"] for r in pos}) >= 2 and all(r[quantity] > 0 for r in pos):
+                fit = metrics.fit_power_law([r["sigma"] for r in pos], [r[quantity] for r in pos])
+                law.update(fitted_exponent=fit["exponent"], fitted_ci=[fit["ci_low"], fit["ci_high"]], fit_r2=fit["r2"],
+                           fit_points=fit["n"])
+            else:
+                law.update(fitted_exponent=None, note="needs >= 2 positive σ values to fit an exponent")
+            laws.append(law)
+    return laws

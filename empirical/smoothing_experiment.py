@@ -1,0 +1,348 @@
+"""The feature-map smoothing study of Bhusal, Alam & Rastogi: regimes N, A, M1, M2, G, E, NG.
+
+Each regime is a (smoothing filter, adversarial training) pair; the model is the data set's network
+with a `SmoothingBlock` (x + Conv1×1(filter(x))) inserted after `block_after` (the first block by
+default, as in the paper). Adversarial training is PGD L∞ (Madry et al. 2018) with ε, step and steps in
+pixel units of [0, 1] images — the same ε for every adversarial regime (the public code trained the
+baseline and the smoothed models at different ε).
+
+Every metric is computed on the pixel-space model x ↦ f(normalize(x)), so perturbations, noise and
+clipping live in [0, 1] whatever the normalisation, and maps are gradients with respect to pixels.
+Evaluation uses the test images that *every* trained model classifies correctly (a common set, so the
+regimes are compared on the same images; the paper takes each model's own correct set), the first
+`eval_images` of a seeded permutation.
+
+Metrics per regime × method (VG, IG, SG): Gini sparseness; RIS, ROS, RRS (Agarwal et al. 2022) with
+perturbations uniform in an L∞ ball of `radius` clipped to [0, 1], prediction flips excluded and
+counted; ROAD AUC (Rong et al. 2022; the paper's ROAD_AUC, MoRF and LeRF); SSIM between the maps of x
+and x + N(0, s²) over a noise grid, only where the prediction is unchanged; plus benign accuracy, PGD
+robust accuracy and the input-Hessian norm of the target logit (curvature). dG, dRIS, dROS, dRRS,
+dROAD are differences to the natural model N.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from empirical import attacks, curvature, metrics, models, saliency
+from empirical import data as data_mod
+from empirical.errors import UserError
+from empirical.results import UnitCache, provenance, write_csv, write_json
+from empirical.smoothing import FILTERS, SmoothingBlock, insert_smoothing_block
+from empirical.training import TrainConfig, accuracy, config_digest, train_or_load
+
+# name → (filter or None, adversarially trained?)
+REGIMES: dict[str, tuple[str | None, bool]] = {
+    "N": (None, False), "A": (None, True),
+    "M1": ("mean", True), "M2": ("median", True), "G": ("gaussian", True),
+    "E": ("embedded_gaussian", True), "NG": ("nonlocal_gaussian", True),
+    # receptive-field ablation (appendix G): the block without filtering
+    "ID": ("identity", True), "RC": ("random_conv", True),
+}
+for _name, (_flt, _adv) in list(REGIMES.items()):
+    if _flt is not None:
+        REGIMES[f"{_name}-nat"] = (_flt, False)  # the same filter without adversarial training
+PAPER_REGIMES = ("N", "A", "M1", "M2", "G", "E", "NG")
+METHODS = ("vg", "ig", "sg")
+
+
+class PixelModel(nn.Module):
+    """x in [0,1] pixel space → logits of the wrapped network (normalisation inside)."""
+
+    def __init__(self, net: nn.Module, spec: data_mod.DatasetSpec):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+@dataclass(frozen=True)
+class SmoothingStudyConfig:
+    dataset: str = "fashion-mnist"
+    data_root: str | None = None
+    image_size: int = 64  # imagefolder only
+    model: str = "lenet"
+    activation: str = "relu"
+    regimes: tuple[str, ...] = PAPER_REGIMES
+    block_after: str = "block1"  # named block of the model after which the smoothing block goes
+    kernel_size: int = 3  # local filters' window (feature-map pixels)
+    gaussian_sigma: float = 1.0  # Gaussian filter σ (feature-map pixels), explicit
+    eps: float = 0.1  # adversarial-training L∞ radius, pixel units of [0, 1]
+    eps_grid: tuple[float, ...] = ()  # extra ε values for the trade-off figure (adversarial regimes)
+    attack_steps: int = 40  # PGD steps in training (step size ε/10, as the paper)
+    attack: str = "pgd"  # "pgd" or "fgsm" (FGSM with random start: the fast option)
+    train_images: int | None = None  # None: the whole training set
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=50))
+    methods: tuple[str, ...] = METHODS
+    eval_images: int = 1000  # correctly classified test images evaluated
+    ig_steps: int = 32
+    sg_sigma: float = 0.15  # SmoothGrad noise, fraction of the pixel range
+    sg_draws: int = 50
+    stab_radius: float = 0.05  # RIS/ROS/RRS: L∞ radius of the perturbation ball (pixel units)
+    stab_samples: int = 20  # perturbations per image
+    eps_min: float = 1e-6
+    road_percentages: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    ssim_noise: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)  # std of the input noise, pixel units
+    robust_eps: float = 0.1  # robust accuracy: PGD L∞ ε (pixel units), 100 steps
+    robust_steps: int = 100
+    robust_images: int = 1000
+    curvature_iters: int = 20
+    seed: int = 0
+    device: str = "cpu"
+    max_batch: int = 4096
+
+    def validate(self) -> None:
+        if self.dataset not in data_mod.DATASETS:
+            raise UserError(f"unknown data set {self.dataset!r}; valid: {', '.join(data_mod.DATASETS)}")
+        if self.model not in models.MODELS or self.model == "mlp":
+            raise UserError(f"the smoothing study needs a convolutional model; got {self.model!r}, "
+                            f"valid: {', '.join(m for m in models.MODELS if m != 'mlp')}")
+        bad = [r for r in self.regimes if r not in REGIMES]
+        if bad or not self.regimes:
+            raise UserError(f"unknown regime(s) {bad or '(none)'}; valid: {', '.join(REGIMES)}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise UserError(f"unknown method(s) {bad or '(none)'}; valid: {', '.join(METHODS)}")
+        if self.attack not in ("pgd", "fgsm"):
+            raise UserError(f"unknown attack {self.attack!r}; valid: pgd, fgsm")
+        for name, v in (("eps", self.eps), ("robust eps", self.robust_eps), ("stability radius", self.stab_radius)):
+            if not math.isfinite(v) or not (0 < v <= 1):
+                raise UserError(f"{name} must be in (0, 1] (pixel units of [0, 1] images), got {v}")
+        for v in self.eps_grid:
+            if not math.isfinite(v) or not (0 < v <= 1):
+                raise UserError(f"eps grid values must be in (0, 1] (pixel units), got {v}")
+        if not math.isfinite(self.sg_sigma) or self.sg_sigma < 0:
+            raise UserError(f"SmoothGrad sigma must be >= 0 (fraction of the pixel range), got {self.sg_sigma}")
+        for v in self.ssim_noise:
+            if not math.isfinite(v) or v <= 0:
+                raise UserError(f"SSIM noise levels must be > 0 (pixel units), got {v}")
+        for v in self.road_percentages:
+            if not (0 < v < 1):
+                raise UserError(f"ROAD percentages must be in (0, 1), got {v}")
+        for name, v in (("eval images", self.eval_images), ("IG steps", self.ig_steps), ("SG draws", self.sg_draws),
+                        ("stability samples", self.stab_samples), ("attack steps", self.attack_steps),
+                        ("robust steps", self.robust_steps), ("robust images", self.robust_images),
+                        ("curvature iterations", self.curvature_iters)):
+            if not isinstance(v, int) or v < 1:
+                raise UserError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.train_images is not None and self.train_images < 2:
+            raise UserError(f"train images must be >= 2, got {self.train_images}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device {self.device!r} asked for, but no CUDA GPU is available; use --device cpu")
+        self.train.validate()
+
+
+def build_regime(cfg: SmoothingStudyConfig, spec: data_mod.DatasetSpec, regime: str) -> nn.Module:
+    net = models.build(cfg.model, spec.channels, spec.size, spec.num_classes, cfg.activation)
+    flt, _ = REGIMES[regime]
+    if flt is None:
+        return net
+    names = [n for n, _ in net.named_children()]
+    if cfg.block_after not in names:
+        raise UserError(f"--block-after {cfg.block_after!r} is not a block of {cfg.model}; valid: {', '.join(names)}")
+    channels = _channels_after(net, cfg.block_after, spec)
+    block = SmoothingBlock(channels, filter=flt, kernel_size=cfg.kernel_size, sigma=cfg.gaussian_sigma)
+    return insert_smoothing_block(net, cfg.block_after, block)
+
+
+def _channels_after(net: nn.Module, name: str, spec: data_mod.DatasetSpec) -> int:
+    shapes = []
+    h = getattr(net, name).register_forward_hook(lambda m, i, o: shapes.append(o.shape))
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, spec.channels, spec.size, spec.size))
+    h.remove()
+    if len(shapes[0]) != 4:
+        raise UserError(f"block {name!r} outputs shape {tuple(shapes[0])}: a smoothing block needs a feature map")
+    return int(shapes[0][1])
+
+
+def _perturb(cfg: SmoothingStudyConfig, spec, eps: float):
+    def perturb(model, x01, y):
+        if cfg.attack == "fgsm":
+            return attacks.fgsm_rs(model, spec.normalize, x01, y, eps)
+        return attacks.pgd_linf(model, spec.normalize, x01, y, eps, step_size=eps / 10, steps=cfg.attack_steps)
+    return perturb
+
+
+def explain_fn(model: nn.Module, method: str, cfg: SmoothingStudyConfig):
+    """(x [N,C,H,W] pixel space, target [N]) → maps, for the pixel-space model."""
+    def explain(x, target, ids=None):
+        if method == "vg":
+            return saliency.vanilla_gradient(model, x, target, max_batch=cfg.max_batch)
+        if method == "ig":
+            return saliency.integrated_gradients(model, x, target, steps=cfg.ig_steps, max_batch=cfg.max_batch)
+        return saliency.smoothgrad(model, x, target, sigma=cfg.sg_sigma, n_draws=cfg.sg_draws, seed=cfg.seed,
+                                   ids=ids, max_batch=cfg.max_batch)
+    return explain
+
+
+def _representation(model: PixelModel) -> callable:
+    """RRS's internal representation: the input of the classifier head (penultimate features)."""
+    def rep(x):
+        feats = []
+        h = model.net.head.register_forward_hook(lambda m, i, o: feats.append(i[0]))
+        try:
+            model(x)
+        finally:
+            h.remove()
+        return feats[0].flatten(1)
+    return rep
+
+
+def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
+    cfg.validate()
+    t_start = time.time()
+    out = Path(out)
+    device = torch.device(cfg.device)
+    ds = data_mod.load(cfg.dataset, cfg.data_root, cfg.image_size)
+    spec = ds.spec
+    n_total = len(ds.train_x)
+    n_train = cfg.train_images or n_total
+    if n_train > n_total:
+        raise UserError(f"--train-images {n_train} exceeds the {n_total} training images")
+    train_idx = data_mod.disjoint_splits(n_total, 1, n_train, seed=cfg.seed)[0]
+    digest = data_mod.indices_digest(train_idx)
+    cache = UnitCache(out)
+
+    # ---- train every (regime, ε) model
+    eps_values = sorted(set((cfg.eps,) + tuple(cfg.eps_grid)))
+    jobs = [(r, (cfg.eps if REGIMES[r][1] else 0.0)) for r in cfg.regimes]
+    jobs += [(r, e) for r in cfg.regimes if REGIMES[r][1] for e in eps_values if e != cfg.eps]
+    nets: dict[tuple[str, float], PixelModel] = {}
+    train_records = []
+    bar = tqdm(jobs, desc="models", disable=not progress)
+    for regime, eps in bar:
+        key_parts = {"study": "smoothing-v1", "dataset": cfg.dataset, "image_size": cfg.image_size,
+                     "model": cfg.model, "activation": cfg.activation, "regime": regime, "filter": REGIMES[regime][0],
+                     "block_after": cfg.block_after, "kernel_size": cfg.kernel_size, "gaussian_sigma": cfg.gaussian_sigma,
+                     "eps": eps, "attack": cfg.attack if eps > 0 else None, "attack_steps": cfg.attack_steps,
+                     "train": asdict(cfg.train), "split": digest}
+        net, rec, reused = train_or_load(lambda: build_regime(cfg, spec, regime), key_parts, out / "checkpoints", dict(
+            x_uint8=ds.train_x[train_idx], y=ds.train_y[train_idx], normalize=spec.normalize, cfg=cfg.train,
+            device=device, perturb=_perturb(cfg, spec, eps) if eps > 0 else None, desc=f"{regime} ε={eps}",
+            progress=progress))
+        net.requires_grad_(False).eval()
+        pm = PixelModel(net, spec).to(device).eval()
+        nets[(regime, eps)] = pm
+        train_records.append(dict(rec, regime=regime, eps=eps, reused_checkpoint=reused))
+    bar.close()
+
+    # ---- the common evaluation set: test images every model classifies correctly
+    x_all = ds.test_x.to(device).float().div_(255.0)
+    y_all = ds.test_y.to(device)
+    correct = torch.ones(len(x_all), dtype=torch.bool, device=device)
+    benign = {}
+    for key, pm in nets.items():
+        with torch.no_grad():
+            pred = torch.cat([pm(x_all[i:i + 1024]).argmax(1) for i in range(0, len(x_all), 1024)])
+        benign[key] = (pred == y_all).float().mean().item()
+        correct &= pred == y_all
+    g = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(len(x_all), generator=g).to(device)
+    eval_idx = perm[correct[perm]][: cfg.eval_images].sort().values
+    if len(eval_idx) == 0:
+        raise UserError("no test image is classified correctly by every model: train longer")
+    x, y = x_all[eval_idx], y_all[eval_idx]
+    ids = eval_idx
+
+    # ---- per model: metrics (one cached unit per (regime, ε))
+    eval_cfg = {k: v for k, v in asdict(cfg).items() if k not in ("device", "max_batch", "regimes", "eps_grid",
+                                                                  "data_root")}
+    rows, curves = [], []
+    bar = tqdm(list(nets.items()), desc="metrics", disable=not progress)
+    for (regime, eps), pm in bar:
+        tkey = next(r["key"] for r in train_records if r["regime"] == regime and r["eps"] == eps)
+        key = config_digest("smoothing-unit-v1", tkey, eval_cfg, eval_idx.tolist())
+        unit = cache.get(key)
+        if unit is None:
+            unit = evaluate_model(cfg, pm, x, y, ids, x_all, y_all, regime, eps, benign[(regime, eps)])
+            cache.put(key, unit)
+        rows += unit["rows"]
+        curves += unit["curves"]
+    bar.close()
+    _add_differences(rows)
+    results = {"experiment": "smoothing_study", "config": asdict(cfg), "models": train_records, "table": rows,
+               "curves": curves, "eval_indices": eval_idx.tolist(), "n_eval": len(eval_idx),
+               "provenance": provenance(device), "wall_seconds": time.time() - t_start}
+    write_json(out / "results.json", results)
+    write_csv(out / "table.csv", rows)
+    write_csv(out / "curves.csv", curves)
+    from empirical import figures_smoothing
+    figures_smoothing.make(results, out)
+    return results
+
+
+def evaluate_model(cfg: SmoothingStudyConfig, pm: PixelModel, x, y, ids, x_all, y_all, regime: str, eps: float,
+                   benign_acc: float) -> dict:
+    t0 = time.time()
+    n_rob = min(cfg.robust_images, len(x))
+    robust = attacks.robust_accuracy(pm, None, x[:n_rob], y[:n_rob], cfg.robust_eps, steps=cfg.robust_steps)
+    curv = curvature.input_hessian_norm(pm, x, y, iters=cfg.curvature_iters)
+    rows, curves = [], []
+    for meth in cfg.methods:
+        explain = explain_fn(pm, meth, cfg)
+
+        def ex(xx, tt, explain=explain):
+            return explain(xx, tt)
+
+        maps = explain(x, y, ids) if meth == "sg" else explain(x, y)
+        common = dict(radius=cfg.stab_radius, n_samples=cfg.stab_samples, eps_min=cfg.eps_min, seed=cfg.seed, ids=ids)
+        ris = metrics.relative_input_stability(ex, pm, x, y, **common)
+        ros = metrics.relative_output_stability(ex, pm, x, y, **common)
+        rrs = metrics.relative_representation_stability(ex, pm, _representation(pm), x, y, **common)
+        road = {o: metrics.road(pm, x, maps, y, percentages=cfg.road_percentages, order=o, seed=cfg.seed, ids=ids)
+                for o in ("morf", "lerf")}
+        row = {"regime": regime, "eps": eps, "method": meth, "n_images": len(x),
+               "benign_accuracy": benign_acc, "robust_accuracy": robust,
+               "curvature_mean": curv.mean().item(), "curvature_median": curv.median().item()}
+        for name, res in (("ris", ris), ("ros", ros), ("rrs", rrs)):
+            v = res.score[torch.isfinite(res.score)]
+            row[name] = v.mean().item() if len(v) else None
+            row[f"log10_{name}"] = v.clamp_min(1e-300).log10().mean().item() if len(v) else None
+            row[f"{name}_flips_excluded"] = int(res.n_excluded.sum())
+        row["gini"] = metrics.gini(maps).mean().item()
+        for o, res in road.items():
+            row[f"road_auc_{o}"] = res.auc.mean().item()
+            for p, pr in zip(cfg.road_percentages, res.probs.mean(0).tolist()):
+                curves.append({"regime": regime, "eps": eps, "method": meth, "kind": f"road_{o}", "x": p, "y": pr})
+        g = torch.Generator(device="cpu").manual_seed(cfg.seed + 7)
+        for s in cfg.ssim_noise:
+            xn = (x + s * torch.randn(x.shape, generator=g).to(x.device)).clamp(0, 1)
+            with torch.no_grad():
+                same = pm(xn).argmax(1) == y
+            if same.any():
+                mn = explain(xn[same], y[same], ids[same]) if meth == "sg" else explain(xn[same], y[same])
+                val = metrics.ssim(maps[same], mn).mean().item()
+            else:
+                val = None
+            curves.append({"regime": regime, "eps": eps, "method": meth, "kind": "ssim_noise", "x": s, "y": val,
+                           "kept": int(same.sum())})
+            row[f"ssim_noise_{s}"] = val
+        rows.append(row)
+    for r in rows:
+        r["seconds"] = time.time() - t0
+    return {"rows": rows, "curves": curves}
+
+
+def _add_differences(rows: list[dict]) -> None:
+    """dG, dRIS, dROS, dRRS, dROAD against the natural model N (same method). Stability differences are
+    taken on log10 (the ratios span orders of magnitude); positive dRIS etc. means more stable than N."""
+    base = {r["method"]: r for r in rows if r["regime"] == "N"}
+    for r in rows:
+        b = base.get(r["method"])
+        if b is None:
+            continue
+        r["dG"] = r["gini"] - b["gini"]
+        for name in ("ris", "ros", "rrs"):
+            a, c = r.get(f"log10_{name}"), b.get(f"log10_{name}")
+            r[f"d{name.upper()}"] = (c - a) if (a is not None and c is not None) else None
+        r["dROAD"] = r["road_auc_morf"] - b["road_auc_morf"]
