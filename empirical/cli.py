@@ -11,6 +11,13 @@ import torch
 from empirical.errors import UserError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump): `error: <what> (see --help)`, exit code 2."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def sigma_value(text: str) -> float:
     try:
         v = float(text)

@@ -85,10 +85,12 @@ def git_commit() -> str | None:
 
 def versions() -> dict[str, str]:
     v = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()}
-    for mod in ("numpy", "scipy", "sympy", "captum", "quantus", "kornia"):
+    from importlib import metadata
+
+    for dist in ("numpy", "scipy", "sympy", "captum", "quantus", "kornia", "matplotlib", "saliency-stability"):
         try:
-            v[mod] = __import__(mod).__version__
-        except Exception:
+            v[dist] = metadata.version(dist)  # metadata, not import: importing quantus costs seconds
+        except metadata.PackageNotFoundError:
             pass
     return v
 

@@ -35,7 +35,7 @@ PRESETS = {
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m empirical.smoothing_study", description=__doc__,
+    ap = cli.Parser(prog="python -m empirical.smoothing_study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="run size (default: paper)")
     ap.add_argument("--small", action="store_true", help="same as --preset small (a few minutes on a CPU)")

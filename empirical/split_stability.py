@@ -8,8 +8,9 @@ evaluated on the same networks. Writes results.json, summary.csv, bounds.csv and
 --out; re-running the same command reuses finished networks and measurements (an interrupted run
 resumes).
 
-Presets: `demo` (default; a 2-core CPU finishes it in minutes) and `paper` (the full sweep:
-σ ∈ {0, 0.05, ..., 0.40}, 5 pairs, 500 test images, 100 noise draws, 50 IG steps; meant for a GPU).
+Presets: `demo` (default; a 2-core CPU finishes it in minutes: 2 pairs of disjoint 10,000-image
+splits, 2 epochs, 100 test images, 16 draws, 16 IG steps) and `paper` (the full sweep: σ ∈ {0, 0.05,
+..., 0.40}, 5 pairs on disjoint halves, 5 epochs, 500 test images, 100 noise draws, 50 IG steps; a GPU job).
 Flags given explicitly override the preset.
 """
 from __future__ import annotations
@@ -28,13 +29,13 @@ from empirical.split_experiment import METHODS, PAPER_SIGMAS, SplitStabilityConf
 from empirical.training import OPTIMIZERS, TrainConfig
 
 PRESETS = {
-    "demo": dict(sigmas=(0.15,), pairs=2, test_images=100, draws=16, ig_steps=16, epochs=2.0),
-    "paper": dict(sigmas=PAPER_SIGMAS, pairs=5, test_images=500, draws=100, ig_steps=50, epochs=5.0),
+    "demo": dict(sigmas=(0.15,), pairs=2, n_cap=10000, test_images=100, draws=16, ig_steps=16, epochs=2.0),
+    "paper": dict(sigmas=PAPER_SIGMAS, pairs=5, n_cap=None, test_images=500, draws=100, ig_steps=50, epochs=5.0),
 }
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m empirical.split_stability", description=__doc__,
+    ap = cli.Parser(prog="python -m empirical.split_stability", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="size of the run (default: demo)")
     ap.add_argument("--sigma", type=cli.sigma_value, nargs="+", default=None, metavar="S",
@@ -50,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=["vg", "ig"],
                     help="saliency maps; each is smoothed at every σ > 0 (vg → SmoothGrad). Default: vg ig")
     ap.add_argument("--pairs", type=cli.positive_int, default=None, help="independent pairs of disjoint splits (demo: 2)")
-    ap.add_argument("--n", type=cli.positive_int, default=None, help="training images per split (default: half the training set)")
+    ap.add_argument("--n", type=cli.positive_int, default=None, help="training images per split (demo: 10000; paper: half the training set)")
     ap.add_argument("--epochs", type=cli.positive_float, default=None, help="passes over each split (demo: 2)")
     ap.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd_ct",
                     help="sgd_ct: SGD with step min(lr, c/t) as Theorems 5/6 assume (default); noisy_sgd: eq. 3; "
@@ -79,7 +80,7 @@ def config_from_args(args: argparse.Namespace) -> SplitStabilityConfig:
     return SplitStabilityConfig(
         dataset=args.dataset, data_root=args.data_root, image_size=args.image_size, model=args.model,
         activation=args.activation, sigmas=tuple(pick(args.sigma, "sigmas")), methods=tuple(args.methods),
-        pairs=pick(args.pairs, "pairs"), n=args.n, test_images=pick(args.test_images, "test_images"),
+        pairs=pick(args.pairs, "pairs"), n=args.n, n_cap=pre["n_cap"], test_images=pick(args.test_images, "test_images"),
         draws=pick(args.draws, "draws"), ig_steps=pick(args.ig_steps, "ig_steps"), topk_fraction=args.topk_fraction,
         train=train, seed=args.seed, device=cli.resolve_device(args.device), max_batch=args.max_batch)
 
@@ -91,10 +92,17 @@ def print_table(results: dict) -> None:
               f"{r['stability_unit']:>11.4f}{r['fidelity']:>11.4g}{r['ssim']:>8.3f}{r['topk_iou']:>11.3f}")
     rows = [b for b in results["bounds"] if b.get("log10_bound") is not None]
     if rows:
-        print(f"\n{'bound':<28}{'method':<8}{'σ':>6}{'log10 bound':>13}{'log10 meas.':>13}{'log10 ratio':>13}")
+        print(f"\n{'bound':<28}{'constants':<12}{'variant':<14}{'method':<8}{'σ':>6}{'log10 bound':>13}"
+              f"{'log10 meas.':>13}{'log10 ratio':>13}  vacuous")
         for b in rows:
-            print(f"{b['bound']:<28}{b['method']:<8}{b['sigma']:>6.2f}{b['log10_bound']:>13.2f}"
-                  f"{b['log10_measured']:>13.2f}{b['log10_ratio']:>13.2f}")
+            print(f"{b['bound']:<28}{b['constants']:<12}{b['variant']:<14}{b['method']:<8}{b['sigma']:>6.2f}"
+                  f"{b['log10_bound']:>13.2f}{b['log10_measured']:>13.2f}{b['log10_ratio']:>13.2f}  {b['vacuous']}")
+    for law in results["laws"]:
+        if law.get("fitted_exponent") is not None:
+            lo, hi = law["fitted_ci"]
+            ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None else ""
+            print(f"law: {law['method']} {law['quantity']} ∝ σ^{law['fitted_exponent']:.3f}{ci}; "
+                  f"predicted {law['predicted_exponent']}")
     acc = [n["test_accuracy"] for n in results["networks"]]
     print(f"\nnetworks: {len(acc)}, test accuracy {min(acc):.3f}..{max(acc):.3f}; "
           f"device {results['provenance']['device']['device']}; wall {results['wall_seconds']:.0f} s")
