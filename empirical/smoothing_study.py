@@ -28,9 +28,10 @@ from empirical.training import TrainConfig
 
 PRESETS = {
     "paper": dict(epochs=50.0, train_images=None, attack="pgd", attack_steps=40, eval_images=1000, ig_steps=32,
-                  sg_draws=50, stab_samples=20, robust_images=1000, robust_steps=100),
+                  sg_draws=50, stab_samples=20, robust_images=1000, robust_steps=100,
+                  road_percentages=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
     "small": dict(epochs=1.0, train_images=2000, attack="fgsm", attack_steps=5, eval_images=64, ig_steps=8,
-                  sg_draws=8, stab_samples=4, robust_images=64, robust_steps=10),
+                  sg_draws=8, stab_samples=4, robust_images=64, robust_steps=10, road_percentages=(0.2, 0.5, 0.8)),
 }
 
 
@@ -63,6 +64,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--sg-draws", type=cli.positive_int, default=None)
     ap.add_argument("--stab-radius", type=cli.positive_float, default=0.05, help="RIS/ROS/RRS L∞ ball radius, pixel units (0.05)")
     ap.add_argument("--stab-samples", type=cli.positive_int, default=None, help="perturbations per image for RIS/ROS/RRS")
+    ap.add_argument("--road-percentages", type=cli.positive_float, nargs="+", default=None,
+                    help="ROAD: fractions of pixels removed (paper: 0.1 ... 0.9; small: 0.2 0.5 0.8)")
     ap.add_argument("--robust-images", type=cli.positive_int, default=None)
     ap.add_argument("--robust-steps", type=cli.positive_int, default=None, help="PGD steps of the robust accuracy (paper: 100)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -87,7 +90,8 @@ def config_from_args(args) -> SmoothingStudyConfig:
         eval_images=pick(args.eval_images, "eval_images"), ig_steps=pick(args.ig_steps, "ig_steps"),
         sg_sigma=args.sg_sigma, sg_draws=pick(args.sg_draws, "sg_draws"), stab_radius=args.stab_radius,
         stab_samples=pick(args.stab_samples, "stab_samples"), robust_images=pick(args.robust_images, "robust_images"),
-        robust_steps=pick(args.robust_steps, "robust_steps"), seed=args.seed, device=cli.resolve_device(args.device),
+        robust_steps=pick(args.robust_steps, "robust_steps"),
+        road_percentages=tuple(pick(args.road_percentages, "road_percentages")), seed=args.seed, device=cli.resolve_device(args.device),
         max_batch=args.max_batch), preset
 
 

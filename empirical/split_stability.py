@@ -9,7 +9,7 @@ evaluated on the same networks. Writes results.json, summary.csv, bounds.csv and
 resumes).
 
 Presets: `demo` (default; a 2-core CPU finishes it in minutes: 2 pairs of disjoint 10,000-image
-splits, 2 epochs, 100 test images, 16 draws, 16 IG steps) and `paper` (the full sweep: σ ∈ {0, 0.05,
+splits, 2 epochs, 100 test images, 16 draws, 8 IG steps) and `paper` (the full sweep: σ ∈ {0, 0.05,
 ..., 0.40}, 5 pairs on disjoint halves, 5 epochs, 500 test images, 100 noise draws, 50 IG steps; a GPU job).
 Flags given explicitly override the preset.
 """
@@ -29,7 +29,7 @@ from empirical.split_experiment import METHODS, PAPER_SIGMAS, SplitStabilityConf
 from empirical.training import OPTIMIZERS, TrainConfig
 
 PRESETS = {
-    "demo": dict(sigmas=(0.15,), pairs=2, n_cap=10000, test_images=100, draws=16, ig_steps=16, epochs=2.0),
+    "demo": dict(sigmas=(0.15,), pairs=2, n_cap=10000, test_images=100, draws=16, ig_steps=8, epochs=2.0),
     "paper": dict(sigmas=PAPER_SIGMAS, pairs=5, n_cap=None, test_images=500, draws=100, ig_steps=50, epochs=5.0),
 }
 
@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--weight-noise", type=float, default=0.0, help="noisy_sgd: std of the Gaussian weight perturbation (parameter units)")
     ap.add_argument("--test-images", type=cli.positive_int, default=None, help="test images evaluated (demo: 100)")
     ap.add_argument("--draws", type=cli.positive_int, default=None, help="noise draws per smoothed map (demo: 16)")
-    ap.add_argument("--ig-steps", type=cli.positive_int, default=None, help="Integrated Gradients path steps (demo: 16)")
+    ap.add_argument("--ig-steps", type=cli.positive_int, default=None, help="Integrated Gradients path steps (demo: 8)")
     ap.add_argument("--topk-fraction", type=cli.positive_float, default=0.1, help="k of the top-k metrics as a fraction of the pixels (default 0.1)")
     ap.add_argument("--max-batch", type=cli.positive_int, default=4096, help="memory cap: model evaluations per forward pass (default 4096)")
     ap.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:N")

@@ -1,0 +1,58 @@
+"""Smoke test of `python -m benchmarks` at its tiny size: every section is written and every equality check
+against Captum / Quantus passes. No timing is asserted (the numbers at this size mean nothing)."""
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("captum")
+pytest.importorskip("quantus")
+
+from benchmarks.__main__ import SECTIONS, main  # noqa: E402
+from benchmarks.common import PRESETS, candidates, collect_checks, compare  # noqa: E402
+
+
+def test_tiny_run_writes_every_section_and_every_check_passes(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["--tiny", "--device", "cpu", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(SECTIONS) <= set(res) and res["preset"] == "tiny"
+    assert {"captum", "quantus", "torch"} <= set(res["provenance"]["versions"])
+    assert res["settings"]["ig_steps"] == PRESETS["tiny"].ig_steps
+
+    assert [c["case"] for c in res["ceiling"]] == ["lenet-28"] and res["ceiling"][0]["evals_per_s"] > 0
+    assert {r["method"] for r in res["saliency"]} == {"vg", "ig", "sg", "sg_ig"}
+    for r in res["saliency"]:
+        assert r["ours"]["evals_per_s"] > 0 and r["captum"]["evals_per_s"] > 0 and r["time_ratio_ours_over_captum"] > 0
+        assert r["check"]["passed"], r["check"]
+    assert all(r["check"]["seeded_equals_explicit"]["passed"] for r in res["saliency"] if r["method"].startswith("sg"))
+    assert [m["metric"] for m in res["metrics"]] == ["gini", "ris", "ros", "rrs", "road"]
+    assert all(m["check"]["passed"] and m["time_ratio_ours_over_quantus"] > 0 for m in res["metrics"])
+    assert all(m["check"]["images_compared"] > 0 for m in res["metrics"] if m["metric"] in ("ris", "ros", "rrs"))
+    t = res["training"]
+    for k in ("natural_one_model", "pgd_one_model", "natural_vmap", "pgd_vmap"):
+        assert t[k]["images_per_s"] > 0
+    assert t["vmap_check"]["passed"]
+    assert "n/a on CPU" in res["memory"]["peak"]
+
+    checks = collect_checks({k: res[k] for k in SECTIONS})
+    assert len(checks) >= 12 and all(ok for _, ok in checks)
+    assert res["checks"] == {"all_passed": True, "count": len(checks), "failed": []}
+    assert "checks: " in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="peak memory is measured on CUDA only")
+def test_memory_section_on_cuda_has_no_oom():
+    from benchmarks.saliency_bench import memory_section
+
+    res = memory_section(PRESETS["tiny"], "cuda")
+    assert res["check"]["passed"] and all(s["check"]["passed"] for s in res["sweeps"])
+    assert all(q["peak_bytes"] > 0 for q in res["resnet18_224_caps"])
+
+
+def test_helpers():
+    assert candidates(256, 4) == [1, 4, 16, 64, 256] and candidates(20, 2) == [1, 2, 5, 10, 20]
+    a = torch.tensor([1.0, -2.0])
+    assert compare(a, a + 1e-6, 1e-4)["passed"] and not compare(a, a + 1e-3, 1e-4)["passed"]
+    nested = {"x": [{"check": {"passed": True}}, {"check": {"passed": False}}], "y": {"passed": True}}
+    assert collect_checks(nested) == [("x[0].check", True), ("x[1].check", False), ("y", True)]

@@ -1,0 +1,72 @@
+"""The smoothing study end to end at a tiny size, and its errors on bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from empirical import smoothing_study
+from empirical.data import FASHION_MNIST
+from empirical.smoothing_experiment import REGIMES, SmoothingStudyConfig, build_regime
+from tests.fakedata import fake_fashion_mnist
+
+TINY = ["--small", "--train-images", "120", "--eval-images", "6", "--robust-steps", "2", "--robust-images", "6",
+        "--sg-draws", "2", "--ig-steps", "2", "--stab-samples", "2", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def fm(tmp_path_factory):
+    return fake_fashion_mnist(tmp_path_factory.mktemp("fm"), n_train=200, n_test=40)
+
+
+def test_every_regime_builds_with_its_block():
+    cfg = SmoothingStudyConfig()
+    for name, (flt, _) in REGIMES.items():
+        net = build_regime(cfg, FASHION_MNIST, name).eval()
+        assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+        has_block = any(type(m).__name__ == "SmoothingBlock" for m in net.modules())
+        assert has_block == (flt is not None), name
+
+
+def test_tiny_study_end_to_end(fm, tmp_path):
+    args = ["--data-root", str(fm), "--regimes", "N", "A", "NG", "--out", str(tmp_path)] + TINY
+    assert smoothing_study.main(args) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    for f in ("table.csv", "curves.csv", "ssim_vs_noise.png", "road_morf.png", "road_lerf.png", "tradeoff_accuracy.png"):
+        assert (tmp_path / f).stat().st_size > 0, f
+    rows = res["table"]
+    assert {(r["regime"], r["method"]) for r in rows} == {(g, m) for g in ("N", "A", "NG") for m in ("vg", "ig", "sg")}
+    for r in rows:
+        assert 0 <= r["gini"] <= 1 and 0 <= r["benign_accuracy"] <= 1 and 0 <= r["robust_accuracy"] <= 1
+        assert r["curvature_mean"] >= 0
+        if r["regime"] == "N":
+            assert r["dG"] == 0 and r["dROAD"] == 0
+    assert {m["eps"] for m in res["models"] if m["regime"] == "A"} == {0.1}
+    assert {m["eps"] for m in res["models"] if m["regime"] == "N"} == {0.0}
+    # re-run: checkpoints and evaluation units reused, same table
+    assert smoothing_study.main(args) == 0
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert all(m["reused_checkpoint"] for m in again["models"])
+    assert again["table"] == rows
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--regimes", "X"], "X"),
+    (["--eps", "-1"], "positive"),
+    (["--eps", "2"], "(0, 1]"),
+    (["--model", "mlp"], "mlp"),
+    (["--sg-sigma", "nan"], "sigma"),
+    (["--block-after", "nope"], "nope"),
+])
+def test_bad_input(args, needle, fm, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    r = subprocess.run([sys.executable, "-m", "empirical.smoothing_study", "--data-root", str(fm), "--out",
+                        str(tmp_path / "o"), "--regimes", "N", "M1"] + TINY + args,
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (tmp_path / "o" / "checkpoints").exists()
