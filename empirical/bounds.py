@@ -69,8 +69,9 @@ def layer_norms(model: nn.Module, sample: torch.Tensor, iters: int = 100) -> lis
     for name, mod, shape in order:
         dev = next(mod.parameters()).device
         if isinstance(mod, nn.Linear):
+            # power iteration, not a full SVD: LeNet's 3136×1024 layer made the SVD the slowest step
             W = mod.weight.detach().double()
-            B = torch.linalg.matrix_norm(W, ord=2).item()
+            B = operator_norm(lambda v, W=W: v @ W.T, (1, W.shape[1]), iters=iters, device=W.device)
             records.append({"name": name, "kind": "linear", "B": B, "in_shape": list(shape)})
         elif isinstance(mod, nn.Conv2d):
             W = mod.weight.detach().double()

@@ -90,4 +90,4 @@ def test_layer_norms_fold_batchnorm():
     rec = bounds.layer_norms(m, torch.randn(1, 4))
     assert len(rec) == 2
     plain = torch.linalg.matrix_norm(m[0].weight.double(), 2).item()
-    assert rec[0]["B"] == pytest.approx(plain * 3.0 / (1 + 1e-5) ** 0.5, rel=1e-6)
+    assert rec[0]["B"] == pytest.approx(plain * 3.0 / (1 + 1e-5) ** 0.5, rel=1e-4)

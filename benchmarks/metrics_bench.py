@@ -1,0 +1,133 @@
+"""Section 3: quality metrics, ours (``empirical.metrics``) against Quantus 0.6 on identical inputs.
+
+Setting: LeNet with softplus activations (random initialisation, seed 0) on 1×28×28 inputs drawn uniformly
+from [0.1, 0.9], so that no input entry and (with a smooth network) no vanilla-gradient entry is exactly
+zero; those are the conditions under which our definitions and Quantus's agree (see the docstrings of
+``empirical.metrics`` and tests/test_quality_metrics.py). Both sides explain with the same function (our
+vanilla gradient) and see the same perturbations: ours draws them with ``linf_ball_perturbations``, Quantus
+gets the very same tensors back through ``perturb_func`` (drawn before its clock starts). Quantus runs with
+``batch_size`` = all images, the same call sizes as ours.
+
+Checks, where the definitions agree:
+- Gini vs ``Sparseness``: Quantus scores ``|m|/max|m| + 1e-7``; ours on that same array must agree to 1e-6
+  (the raw difference, from the 1e-7 offset, is recorded too).
+- RIS / ROS / RRS: on images whose perturbations never change the prediction (Quantus gives NaN otherwise),
+  relative agreement 1e-4 (float32).
+- ROAD: Quantus records accuracy with the signed attribution ranked over one channel; ours with
+  ``reduce_channels="none", signed=True, noise=0`` must give the same accuracy per percentage (exactly, up
+  to 1e-12).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import quantus
+import torch
+
+from benchmarks.common import BenchConfig, build_model, timed_pair
+from empirical import metrics, saliency
+
+
+def _quiet(fn, *a, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*a, **kw)
+
+
+def _replay(xp: torch.Tensor):
+    """A Quantus perturb_func handing back our perturbations in Quantus's order (one sample per call, one batch)."""
+    state = {"i": 0}
+
+    def perturb(arr, indices, **kw):
+        s = state["i"] % xp.shape[0]
+        state["i"] += 1
+        return xp[s].reshape(arr.shape).cpu().numpy().copy()
+    return perturb
+
+
+def metrics_section(cfg: BenchConfig, device) -> list[dict]:
+    model = build_model("lenet-28", device, act="softplus")
+    n, s, radius = cfg.metric_images, cfg.metric_perturbations, cfg.metric_radius
+    g = torch.Generator().manual_seed(3)
+    x = (0.1 + 0.8 * torch.rand(n, 1, 28, 28, generator=g)).to(device)
+    with torch.no_grad():
+        y = model(x).argmax(-1)
+
+    def explain(v, t):
+        return saliency.vanilla_gradient(model, v, t, max_batch=4096)
+
+    def q_explain(model, inputs, targets, **kw):
+        return explain(torch.as_tensor(inputs, dtype=torch.float32, device=device),
+                       torch.as_tensor(targets, device=device)).cpu().numpy()
+
+    maps = explain(x, y)
+    x_np, y_np, maps_np = x.cpu().numpy(), y.cpu().numpy(), maps.cpu().numpy()
+    dev = str(device)
+    w, r = cfg.warmup, cfg.repeats
+    out = []
+
+    def record(name, quantus_api, ours_rec, q_rec, check, **extra):
+        return {"metric": name, "images": n, **extra, "ours_seconds": ours_rec["seconds"],
+                "ours_all_seconds": ours_rec["all_seconds"], "quantus": quantus_api,
+                "quantus_seconds": q_rec["seconds"], "quantus_all_seconds": q_rec["all_seconds"],
+                "time_ratio_ours_over_quantus": ours_rec["seconds"] / q_rec["seconds"], "check": check}
+
+    # Gini / Sparseness
+    sp = quantus.Sparseness(disable_warnings=True)
+    ours, g_ours, q_rec, q = timed_pair(
+        lambda: metrics.gini(maps),
+        lambda: np.array(_quiet(sp, model=None, x_batch=x_np, y_batch=y_np, a_batch=maps_np.copy(), batch_size=n)),
+        device, w, r)
+    flat = maps.double().abs().flatten(1)
+    shifted = flat / flat.amax(1, keepdim=True) + 1e-7
+    same_def = np.abs(metrics.gini(shifted).cpu().numpy() - q).max()
+    out.append(record("gini", "Sparseness", ours, q_rec, {
+        "passed": bool(same_def <= 1e-6), "max_abs_diff": float(same_def), "tolerance": "1e-6 absolute",
+        "compared": "ours on |m|/max|m| + 1e-7 (Quantus's input) vs Quantus",
+        "max_abs_diff_raw_maps": float(np.abs(g_ours.cpu().numpy() - q).max())}))
+
+    # RIS / ROS / RRS with identical perturbations
+    xp = metrics.linf_ball_perturbations(x, radius, 0, s, seed=0)
+    kw = dict(target=y, radius=radius, n_samples=s, seed=0, batch_size=n)
+    rep = lambda v: model[:3](v)  # noqa: E731  the input of the head: Quantus hooks "block3.2" (it skips Sequentials)
+    stab = (("ris", metrics.relative_input_stability, (explain, model), quantus.RelativeInputStability, {}),
+            ("ros", metrics.relative_output_stability, (explain, model), quantus.RelativeOutputStability, {}),
+            ("rrs", metrics.relative_representation_stability, (explain, model, rep),
+             quantus.RelativeRepresentationStability, {"layer_names": ["block3.2"]}))
+    for name, fn, args, q_cls, q_kw in stab:
+
+        def q_call():
+            metric = q_cls(nr_samples=s, perturb_func=_replay(xp), eps_min=1e-6, disable_warnings=True, **q_kw)
+            return np.array(_quiet(metric, model=model, x_batch=x_np, y_batch=y_np, a_batch=None,
+                                   explain_func=q_explain, batch_size=n, device=dev))
+        ours, res, q_rec, q = timed_pair(lambda: fn(*args, x, **kw), q_call, device, w, r)
+        ours_v = res.score.cpu().numpy()
+        keep = (res.n_excluded.cpu().numpy() == 0) & np.isfinite(q)
+        rel = (np.abs(ours_v[keep] - q[keep]) / np.abs(q[keep])).max() if keep.any() else float("nan")
+        out.append(record(name, q_cls.__name__, ours, q_rec, {
+            "passed": bool(keep.any() and rel <= 1e-4), "max_rel_diff": float(rel), "tolerance": "1e-4 relative",
+            "images_compared": int(keep.sum()),
+            "compared": "images whose perturbations never change the prediction (Quantus: NaN otherwise)"},
+            perturbations=s, radius=radius))
+
+    # ROAD, accuracy curve, no imputation noise, signed ranking over the one channel
+    pcts = list(cfg.road_percentages)
+
+    def q_road():
+        metric = quantus.ROAD(percentages=pcts, noise=0.0, abs=False, normalise=False, disable_warnings=True)
+        return _quiet(metric, model=model, x_batch=x_np, y_batch=y_np, a_batch=maps_np.copy(), batch_size=n,
+                      device=dev)
+    ours, res, q_rec, q = timed_pair(
+        lambda: metrics.road(model, x, maps, target=y, percentages=[p / 100 for p in pcts], noise=0.0,
+                             reduce_channels="none", signed=True), q_road, device, w, r)
+    q_curve = np.array([q[p] for p in pcts], dtype=float)
+    ours_curve = res.correct.double().mean(0).cpu().numpy()
+    diff = float(np.abs(ours_curve - q_curve).max())
+    out.append(record("road", "ROAD", ours, q_rec, {
+        "passed": bool(diff <= 1e-12), "max_abs_diff": diff, "tolerance": "1e-12 absolute (accuracy per percentage)",
+        "ours": ours_curve.tolist(), "quantus": q_curve.tolist(),
+        # an untrained network keeps its prediction, so the curve may be flat at 1: then only the plumbing is
+        # compared (tests/test_quality_metrics.py pins a curve strictly between 0 and 1)
+        "informative": bool(((q_curve > 0) & (q_curve < 1)).any())}, percentages=pcts))
+    return out

@@ -1,0 +1,160 @@
+"""Section 4: training throughput (images per second) and the end-to-end wall time of a split-stability run.
+
+- One model: ``empirical.training.train`` (plain SGD, ``sgd_ct``) of LeNet on synthetic Fashion-MNIST-shaped
+  uint8 data, natural and PGD-L∞ (``pgd_linf``, ε = 0.1, step 0.025, ``pgd_steps`` steps, no best-iterate
+  bookkeeping) training. The timed call follows an untimed warm-up call of a few steps.
+- Several models at once: ``n_models`` LeNets stacked with ``torch.func.stack_module_state`` and trained by
+  ``vmap`` of ``torch.func.grad`` (each model its own batches, the same plain SGD update); PGD the same way,
+  from the attack's building blocks (``random_perturb``, ``step``, ``project``) around a vmapped input gradient.
+  Images/s counts every model's images. Check: one vmapped gradient equals each model's own autograd gradient.
+- End to end: ``empirical.split_experiment.run`` with a small config on fake Fashion-MNIST IDX files
+  (tests/fakedata.py), figures included; skipped where the preset gives no ``e2e`` sizes (tiny).
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, stack_module_state, vmap
+
+from benchmarks.common import BenchConfig, build_model, compare, sync
+from empirical.attacks import pgd_linf, project, random_perturb, step
+from empirical.data import FASHION_MNIST
+from empirical.training import TrainConfig, train
+
+EPS, ALPHA, LR = 0.1, 0.025, 0.05  # PGD radius and step (pixel units); SGD step size
+
+
+def _data(n: int, device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8).to(device),
+            torch.randint(0, 10, (n,), generator=g).to(device))
+
+
+def _pgd(steps: int):
+    return lambda m, xb, yb: pgd_linf(m, FASHION_MNIST.normalize, xb, yb, EPS, ALPHA, steps, use_best=False)
+
+
+def _train_one(cfg: BenchConfig, device, steps: int, perturb) -> dict:
+    """Images/s of ``train`` over ``steps`` SGD steps (after a 2-step warm-up run)."""
+    x, y = _data(cfg.train_batch * steps, device)
+    model = build_model("lenet-28", device).requires_grad_(True)
+    tc = TrainConfig(optimizer="sgd_ct", epochs=1.0, batch_size=cfg.train_batch, lr=LR)
+    train(model, x[:2 * cfg.train_batch], y[:2 * cfg.train_batch], FASHION_MNIST.normalize, tc, device, perturb,
+          progress=False)
+    sync(device)
+    rec = train(model, x, y, FASHION_MNIST.normalize, tc, device, perturb, progress=False)
+    sync(device)
+    return {"models": 1, "steps": rec["T"], "batch": cfg.train_batch, "seconds": rec["train_seconds"],
+            "images_per_s": rec["T"] * cfg.train_batch / rec["train_seconds"]}
+
+
+class _Stacked:
+    """K LeNets as stacked parameters; vmapped loss gradient, input gradient and plain SGD step."""
+
+    def __init__(self, k: int, device):
+        nets = [build_model("lenet-28", device, seed=i).requires_grad_(True) for i in range(k)]
+        self.nets = nets
+        params, buffers = stack_module_state(nets)
+        self.params = {n: p.detach() for n, p in params.items()}
+        self.buffers = buffers
+        base = copy.deepcopy(nets[0]).to("meta")
+
+        def loss(p, b, x01, y, reduction="mean"):
+            return F.cross_entropy(functional_call(base, (p, b), (FASHION_MNIST.normalize(x01),)), y, reduction=reduction)
+
+        self.param_grad = vmap(grad(loss))
+        self.input_grad = vmap(grad(lambda x01, p, b, y: loss(p, b, x01, y, "sum")))
+
+    def attack(self, x01: torch.Tensor, y: torch.Tensor, steps: int) -> torch.Tensor:
+        x_adv = random_perturb(x01, EPS)
+        for _ in range(steps):
+            g = self.input_grad(x_adv, self.params, self.buffers, y)
+            x_adv = project(step(x_adv, g, ALPHA), x01, EPS)
+        return x_adv
+
+    def sgd_step(self, x01: torch.Tensor, y: torch.Tensor) -> None:
+        g = self.param_grad(self.params, self.buffers, x01, y)
+        self.params = {n: p - LR * g[n] for n, p in self.params.items()}
+
+
+def _train_stacked(cfg: BenchConfig, device, steps: int, pgd_steps: int | None) -> dict:
+    k, b = cfg.n_models, cfg.train_batch
+    x, y = _data(k * b * (steps + 1), device, seed=1)
+    x, y = x.view(steps + 1, k, b, 1, 28, 28), y.view(steps + 1, k, b)
+    st = _Stacked(k, device)
+
+    def run(lo, hi):
+        for s in range(lo, hi):
+            xb = x[s].float().div(255.0)
+            if pgd_steps:
+                xb = st.attack(xb, y[s], pgd_steps)
+            st.sgd_step(xb, y[s])
+
+    run(0, 1)  # warm-up step
+    sync(device)
+    t0 = time.perf_counter()
+    run(1, steps + 1)
+    sync(device)
+    sec = time.perf_counter() - t0
+    return {"models": k, "steps": steps, "batch": b, "seconds": sec, "images_per_s": k * steps * b / sec}
+
+
+def _vmap_check(device) -> dict:
+    """One vmapped loss gradient against each model's own autograd gradient, same batch per model."""
+    st = _Stacked(2, device)
+    x, y = _data(16, device, seed=2)
+    x01 = x.float().div(255.0).view(2, 8, 1, 28, 28)
+    y = y.view(2, 8)
+    g = st.param_grad(st.params, st.buffers, x01, y)
+    worst = None
+    for i, net in enumerate(st.nets):
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(FASHION_MNIST.normalize(x01[i])), y[i]).backward()
+        for name, p in net.named_parameters():
+            c = compare(g[name][i], p.grad, 1e-5)
+            if worst is None or c["max_abs_diff"] > worst["max_abs_diff"]:
+                worst = c
+    worst["what"] = "vmap(grad(loss)) of stacked models == each model's own loss.backward(), every parameter"
+    return worst
+
+
+def _end_to_end(cfg: BenchConfig, device) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ lives beside benchmarks/
+    from empirical.split_experiment import SplitStabilityConfig, run
+    from tests.fakedata import fake_fashion_mnist
+
+    e = dict(cfg.e2e)
+    epochs = e.pop("epochs")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = fake_fashion_mnist(Path(tmp) / "data", n_train=max(400, 2 * e["n"]), n_test=max(100, e["test_images"]))
+        sc = SplitStabilityConfig(data_root=str(root), sigmas=(0.15,), methods=("vg", "ig"), device=str(device),
+                                  train=replace(TrainConfig(), epochs=epochs), **e)
+        t0 = time.perf_counter()
+        res = run(sc, Path(tmp) / "out", progress=False, log=lambda *a, **k: None)
+        sync(device)
+        sec = time.perf_counter() - t0
+    train_s = sum(r["train_seconds"] for r in res["networks"])
+    maps_s = sum(u["seconds"] for u in res["units"])
+    return {"seconds": sec, "config": {**cfg.e2e, "sigmas": [0.15], "methods": ["vg", "ig"]},
+            "networks": 2 * sc.pairs, "training_seconds": train_s, "saliency_and_metrics_seconds": maps_s,
+            "other_seconds": sec - train_s - maps_s,
+            "other": "data loading, accuracy, the bounds' network constants (layer norms, empirical smoothness), figures"}
+
+
+def training_section(cfg: BenchConfig, device) -> dict:
+    return {
+        "natural_one_model": _train_one(cfg, device, cfg.train_steps, None),
+        "pgd_one_model": _train_one(cfg, device, cfg.pgd_train_steps, _pgd(cfg.pgd_steps)),
+        "natural_vmap": _train_stacked(cfg, device, cfg.train_steps, None),
+        "pgd_vmap": _train_stacked(cfg, device, cfg.pgd_train_steps, cfg.pgd_steps),
+        "pgd": {"eps": EPS, "step_size": ALPHA, "steps": cfg.pgd_steps, "use_best": False},
+        "vmap_check": _vmap_check(device),
+        "end_to_end": _end_to_end(cfg, device) if cfg.e2e else "skipped in this preset",
+    }
