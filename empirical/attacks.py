@@ -18,15 +18,15 @@ submodule's ``training`` flag is restored afterwards; parameter ``.grad`` fields
 """
 from __future__ import annotations
 
-import contextlib
 import numbers
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from empirical.errors import UserError
+from empirical.models import eval_mode as _eval_mode
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]
 
@@ -66,17 +66,6 @@ def random_perturb(x: torch.Tensor, eps: float, generator: torch.Generator | Non
     return project(x + (2.0 * u - 1.0) * eps, x, eps)
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    # Per-module flags rather than model.train(prev): a model whose parts are in mixed modes (a frozen,
-    # eval-mode backbone under a training head) comes back exactly as it was.
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, t in flags:
-            m.training = t
 
 
 def _check(x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float | None, steps: int) -> None:

@@ -39,35 +39,24 @@ def split_stability_figures(results: dict, out: Path) -> list[Path]:
     title = f"{cfg['dataset']} · {cfg['model']} ({cfg['activation']}) · {cfg['pairs']} pairs · {cfg['test_images']} test images"
     paths = []
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    _band_plot(axes[0], summary, methods, "stability", "stability error ‖Sal₁ − Sal₂‖₂ (eq. 12)")
-    _band_plot(axes[1], summary, methods, "stability_unit", "same, unit-norm maps")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Stability vs σ (band: ±1 std over test images)\n" + title, fontsize=10)
-    fig.tight_layout()
-    paths.append(out / "stability_vs_sigma.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    _band_plot(axes[0], summary, methods, "fidelity", "fidelity error ‖E_z Sal(x+z) − Sal(x)‖₂ (eq. 13)")
-    _band_plot(axes[1], summary, methods, "fidelity_unit", "same, unit-norm maps")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Fidelity vs σ (band: ±1 std over test images)\n" + title, fontsize=10)
-    fig.tight_layout()
-    paths.append(out / "fidelity_vs_sigma.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    _band_plot(axes[0], summary, methods, "ssim", "SSIM between the pair's maps")
-    _band_plot(axes[1], summary, methods, "topk_iou", f"top-k IoU (k = {results['info']['k_top']} pixels)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Similarity of the two networks' maps vs σ\n" + title, fontsize=10)
-    fig.tight_layout()
-    paths.append(out / "similarity_vs_sigma.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    panels = (
+        ("stability_vs_sigma.png", "Stability vs σ (band: ±1 std over test images)",
+         ("stability", "stability error ‖Sal₁ − Sal₂‖₂ (eq. 12)"), ("stability_unit", "same, unit-norm maps")),
+        ("fidelity_vs_sigma.png", "Fidelity vs σ (band: ±1 std over test images)",
+         ("fidelity", "fidelity error ‖E_z Sal(x+z) − Sal(x)‖₂ (eq. 13)"), ("fidelity_unit", "same, unit-norm maps")),
+        ("similarity_vs_sigma.png", "Similarity of the two networks' maps vs σ",
+         ("ssim", "SSIM between the pair's maps"), ("topk_iou", f"top-k IoU (k = {results['info']['k_top']} pixels)")),
+    )
+    for fname, head, left, right in panels:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        _band_plot(axes[0], summary, methods, *left)
+        _band_plot(axes[1], summary, methods, *right)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(head + "\n" + title, fontsize=10)
+        fig.tight_layout()
+        paths.append(out / fname)
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
 
     rows = results.get("bounds") or []
     if rows:

@@ -12,12 +12,27 @@ whose output feeds the classifier head is `GRADCAM_LAYER[name]`.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from empirical.errors import UserError
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the block, then every submodule's own flag restored (a model in mixed modes — a
+    frozen eval-mode backbone under a training head — comes back exactly as it was)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, t in flags:
+            m.training = t
+
 
 ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "gelu": nn.GELU, "tanh": nn.Tanh}
 MODELS = ("lenet", "mlp", "resnet18", "resnet34", "wrn28_10")

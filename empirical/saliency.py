@@ -42,10 +42,9 @@ Choices made here:
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from empirical.errors import UserError
+from empirical.models import eval_mode as _eval_mode
 
 METHODS = ("vg", "ig", "sg", "sg_ig", "gradcam", "gradcampp")
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_right", "riemann_left", "riemann_middle")
@@ -63,16 +63,6 @@ SaliencyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # --------------------------------------------------------------------------- validation
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    # Per-module flags rather than model.train(prev): a model in mixed modes comes back exactly as it was.
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, t in flags:
-            m.training = t
 
 
 def _shape(v) -> str:
