@@ -63,8 +63,12 @@ def split_stability_figures(results: dict, out: Path) -> list[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for ax, quantity in zip(axes, ("stability", "fidelity")):
             for meth in methods:
+                # one curve per bound: the certified constants with the ledger's corrected form for the
+                # stability theorems, the printed Proposition 7 for fidelity (all variants are in bounds.csv)
+                want = ("remark4", "corrected") if quantity == "stability" else ("layer-norms", "printed")
                 rs = sorted((r for r in rows if r["method"] == meth and r["quantity"] == quantity
-                             and r.get("log10_bound") is not None), key=lambda r: r["sigma"])
+                             and (r["constants"], r["variant"]) == want and r.get("log10_bound") is not None),
+                            key=lambda r: r["sigma"])
                 if not rs:
                     continue
                 xs = [r["sigma"] for r in rs]
@@ -74,8 +78,9 @@ def split_stability_figures(results: dict, out: Path) -> list[Path]:
             ax.set_ylabel(f"log10 {quantity} error")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        axes[0].set_title("Thm 5 (σ=0) / Thm 6 (σ>0) vs measured proxy", fontsize=9)
-        axes[1].set_title("Prop. 7 vs measured", fontsize=9)
+        axes[0].set_title("Thm 5 (σ=0) / Thm 6 (σ>0), Remark 4 constants, corrected L' — vs the eq. 12 proxy",
+                          fontsize=8)
+        axes[1].set_title("Prop. 7 (printed) vs measured eq. 13", fontsize=9)
         fig.suptitle("Bound vs measured (log10)\n" + title, fontsize=10)
         fig.tight_layout()
         paths.append(out / "bound_vs_measured.png")
