@@ -58,6 +58,7 @@ class SplitStabilityConfig:
     seed: int = 0  # splits, test subset and noise; model seeds derive from it
     device: str = "cpu"
     max_batch: int = 4096  # model evaluations per forward pass (memory cap)
+    mem_mb: float | None = None  # memory cap in MiB for the saliency passes; lowers max_batch to fit (None: off)
 
     def validate(self) -> None:
         if self.dataset not in data_mod.DATASETS:
@@ -78,6 +79,8 @@ class SplitStabilityConfig:
                             ("IG steps", self.ig_steps, 1), ("max batch", self.max_batch, 1)):
             if not isinstance(v, int) or v < lo:
                 raise UserError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if self.mem_mb is not None and not (self.mem_mb > 0):
+            raise UserError(f"memory cap must be > 0 MiB, got {self.mem_mb}")
         if self.n is not None and self.n < 2:
             raise UserError(f"n (training images per split) must be >= 2, got {self.n}")
         if not (0 < self.topk_fraction <= 1):
@@ -194,6 +197,10 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True, log=print) 
                                   "L_emp": L_emp, "beta_emp": beta_emp})
         cache.put(const_key, constants)
     gaps = netbounds.assumption_gaps(networks[0][0])
+
+    if cfg.mem_mb is not None:  # results do not depend on max_batch (tested), only speed and memory do
+        fit = saliency.max_batch_for_memory(networks[0][0], tuple(x_test.shape[1:]), cfg.mem_mb, device)
+        cfg = replace(cfg, max_batch=max(1, min(cfg.max_batch, fit)))
 
     # ---- maps and measurements, one cached unit per (pair, σ, method)
     grad_layers = [[models.gradcam_layer(net, cfg.model) for net in pn] for pn in networks]

@@ -65,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--ig-steps", type=cli.positive_int, default=None, help="Integrated Gradients path steps (demo: 8)")
     ap.add_argument("--topk-fraction", type=cli.positive_float, default=0.1, help="k of the top-k metrics as a fraction of the pixels (default 0.1)")
     ap.add_argument("--max-batch", type=cli.positive_int, default=4096, help="memory cap: model evaluations per forward pass (default 4096)")
+    ap.add_argument("--mem-mb", type=cli.positive_float, default=None,
+                    help="memory cap for the saliency passes in MiB: lowers --max-batch to what fits (estimated)")
     ap.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:N")
     ap.add_argument("--seed", type=int, default=0, help="seed of splits, test subset, noise and model seeds (default 0)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default: runs/split_stability-<preset>)")
@@ -82,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> SplitStabilityConfig:
         activation=args.activation, sigmas=tuple(pick(args.sigma, "sigmas")), methods=tuple(args.methods),
         pairs=pick(args.pairs, "pairs"), n=args.n, n_cap=pre["n_cap"], test_images=pick(args.test_images, "test_images"),
         draws=pick(args.draws, "draws"), ig_steps=pick(args.ig_steps, "ig_steps"), topk_fraction=args.topk_fraction,
-        train=train, seed=args.seed, device=cli.resolve_device(args.device), max_batch=args.max_batch)
+        train=train, seed=args.seed, device=cli.resolve_device(args.device), max_batch=args.max_batch,
+        mem_mb=args.mem_mb)
 
 
 def print_table(results: dict) -> None:
