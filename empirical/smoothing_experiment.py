@@ -307,7 +307,8 @@ def evaluate_model(cfg: SmoothingStudyConfig, pm: PixelModel, x, y, ids, x_all, 
         road = {o: metrics.road(pm, x, maps, y, percentages=cfg.road_percentages, order=o, seed=cfg.seed, ids=ids,
                                 tol=1e-6) for o in ("morf", "lerf")}
         row = {"regime": regime, "eps": eps, "method": meth, "n_images": len(x),
-               "benign_accuracy": benign_acc, "robust_accuracy": robust,
+               "benign_accuracy": benign_acc,  # on the whole test set
+               "robust_accuracy": robust,  # PGD at robust_eps on the evaluation images (all correctly classified)
                "curvature_mean": curv.mean().item(), "curvature_median": curv.median().item()}
         for name, res in (("ris", ris), ("ros", ros), ("rrs", rrs)):
             v = res.score[torch.isfinite(res.score)]
