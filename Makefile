@@ -12,7 +12,6 @@ setup: $(STAMP)
 # Re-install only when the package description changes (idempotent, offline: torch 2.13.0 CPU wheel).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 	$(BIN)/python -m pip install --quiet -e '.[test,notebooks]'
 	touch $(STAMP)
 
