@@ -18,34 +18,27 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def sigma_value(text: str) -> float:
+def _number(text: str, cast, ok, expected: str):
+    """Parse one flag value; the message names the value and what would be valid."""
     try:
-        v = float(text)
+        v = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"sigma must be a number >= 0 (fraction of the pixel range), got {text!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"sigma must be a finite number >= 0 (fraction of the pixel range), got {text!r}")
+        v = None
+    if v is None or not math.isfinite(v) or not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return v
+
+
+def sigma_value(text: str) -> float:
+    return _number(text, float, lambda v: v >= 0, "a finite number >= 0 for sigma (fraction of the pixel range)")
 
 
 def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
+    return _number(text, float, lambda v: v > 0, "a positive number")
 
 
 def resolve_device(name: str) -> str:

@@ -123,7 +123,7 @@ def _rel_se(maps: torch.Tensor, se: torch.Tensor | None) -> float | None:
 
 
 # --------------------------------------------------------------------------- run
-def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True, log=print) -> dict:
+def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     """Run the whole experiment into `out` (resumable); returns the results dict also written to results.json."""
     cfg.validate()
     t_start = time.time()
