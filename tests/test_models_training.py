@@ -71,7 +71,7 @@ def test_checkpoint_reused(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m3.state_dict().values()))
 
 
-def test_conv_operator_norm_matches_dense_svd():
+def test_conv_power_iteration_matches_dense_svd():
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(2, 3, 3, padding=1, bias=False).double()
     shape = (1, 2, 6, 6)

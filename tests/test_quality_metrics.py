@@ -14,6 +14,7 @@ from scipy.sparse import lil_matrix
 from scipy.sparse.linalg import spsolve
 from torch import nn
 
+from empirical.errors import UserError
 from empirical.metrics import (gini, keyed_uniform, linf_ball_perturbations, noisy_linear_imputation,
                                relative_input_stability, relative_output_stability, relative_representation_stability,
                                removal_order, road, road_auc, ssim, topk_iou)
@@ -373,6 +374,22 @@ def test_road_against_a_direct_computation_and_the_auc_formula():
     # seeded per image id: a sub-batch reproduces its rows
     sub = road(model, x[1:], maps[1:], percentages=pcts, noise=0.05, seed=4, ids=[1, 2])
     assert torch.allclose(sub.probs, road(model, x, maps, percentages=pcts, noise=0.05, seed=4).probs[1:])
+    # levels and images are solved in chunks: one system per chunk, 4 per chunk, all at once agree
+    whole = road(model, x, maps, percentages=pcts, noise=0.05, seed=4)
+    for max_elems in (36, 4 * 36):
+        part = road(model, x, maps, percentages=pcts, noise=0.05, seed=4, max_elems=max_elems)
+        assert torch.allclose(part.probs, whole.probs, atol=1e-6) and torch.equal(part.correct, whole.correct)
+
+
+def test_imputation_streams_per_image_equal_separate_calls():
+    x = torch.rand(2, 3, 5, 5, generator=torch.Generator().manual_seed(2))
+    rem = torch.zeros(2, 5, 5, dtype=torch.bool)
+    rem[:, 1:3, 2:4] = True
+    both = noisy_linear_imputation(x, rem, 0.1, seed=1, ids=[7, 8], stream=torch.tensor([0, 5]))
+    assert torch.allclose(both[0], noisy_linear_imputation(x[:1], rem[:1], 0.1, seed=1, ids=[7], stream=0)[0])
+    assert torch.allclose(both[1], noisy_linear_imputation(x[1:], rem[1:], 0.1, seed=1, ids=[8], stream=5)[0])
+    with pytest.raises(UserError, match="stream must be"):
+        noisy_linear_imputation(x, rem, 0.1, stream=torch.tensor([0, 1, 2]))
 
 
 def _quantus_road(model, x, maps, y, pcts, batch_size):
