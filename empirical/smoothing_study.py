@@ -10,8 +10,9 @@ regime × method, with dG, dRIS, dROS, dRRS, dROAD against N), curves.csv and PN
 the same command reuses trained models and finished evaluations.
 
 Presets: `paper` (default; the paper's FMNIST protocol: LeNet, Adam 1e-3, batch 32, 50 epochs,
-ε = 0.1, step ε/10, 40 steps, 1000 images — a GPU job) and `small` (a CPU run of a few minutes:
-2000 training images, 1 epoch, FGSM training, 64 images). All ε and noise values are in pixel units
+ε = 0.1, step ε/10, 40 steps, 1000 images — a GPU job), `medium` (about 45 minutes on a 2-core
+CPU: 20,000 training images, 5 epochs, FGSM training with random start, 256 images) and `small` (a
+CPU run of a few minutes: 2000 training images, 1 epoch, FGSM training, 64 images). All ε and noise values are in pixel units
 of [0, 1] images; σ of SmoothGrad is a fraction of the pixel range.
 """
 from __future__ import annotations
@@ -30,6 +31,9 @@ PRESETS = {
     "paper": dict(epochs=50.0, train_images=None, attack="pgd", attack_steps=40, eval_images=1000, ig_steps=32,
                   sg_draws=50, stab_samples=20, robust_images=1000, robust_steps=100,
                   road_percentages=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
+    "medium": dict(epochs=5.0, train_images=20000, attack="fgsm", attack_steps=40, eval_images=256, ig_steps=16,
+                   sg_draws=16, stab_samples=10, robust_images=256, robust_steps=20,
+                   road_percentages=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
     "small": dict(epochs=1.0, train_images=2000, attack="fgsm", attack_steps=5, eval_images=64, ig_steps=8,
                   sg_draws=8, stab_samples=4, robust_images=64, robust_steps=10, road_percentages=(0.2, 0.5, 0.8)),
 }
@@ -38,7 +42,7 @@ PRESETS = {
 def parser() -> argparse.ArgumentParser:
     ap = cli.Parser(prog="python -m empirical.smoothing_study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="run size (default: paper)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="run size: paper (GPU), medium (~45 min on 2 CPU cores), small (minutes) (default: paper)")
     ap.add_argument("--small", action="store_true", help="same as --preset small (a few minutes on a CPU)")
     ap.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(PAPER_REGIMES),
                     help="regimes to train (default: N A M1 M2 G E NG)")
