@@ -1,9 +1,9 @@
-"""Section 3: quality metrics, ours (``empirical.metrics``) against Quantus 0.6 on identical inputs.
+"""Section 3: quality metrics, ours (``empirical.quality``) against Quantus 0.6 on identical inputs.
 
 Setting: LeNet with softplus activations (random initialisation, seed 0) on 1×28×28 inputs drawn uniformly
 from [0.1, 0.9], so that no input entry and (with a smooth network) no vanilla-gradient entry is exactly
 zero; those are the conditions under which our definitions and Quantus's agree (see the docstrings of
-``empirical.metrics`` and tests/test_quality_metrics.py). Both sides explain with the same function (our
+``empirical.quality`` and tests/test_quality_metrics.py). Both sides explain with the same function (our
 vanilla gradient) and see the same perturbations: ours draws them with ``linf_ball_perturbations``, Quantus
 gets the very same tensors back through ``perturb_func`` (drawn before its clock starts). Quantus runs with
 ``batch_size`` = all images, the same call sizes as ours.
@@ -26,7 +26,7 @@ import quantus
 import torch
 
 from benchmarks.common import BenchConfig, build_model, timed_pair
-from empirical import metrics, saliency
+from empirical import quality, saliency
 
 
 def _quiet(fn, *a, **kw):
@@ -76,24 +76,24 @@ def metrics_section(cfg: BenchConfig, device) -> list[dict]:
     # Gini / Sparseness
     sp = quantus.Sparseness(disable_warnings=True)
     ours, g_ours, q_rec, q = timed_pair(
-        lambda: metrics.gini(maps),
+        lambda: quality.gini(maps),
         lambda: np.array(_quiet(sp, model=None, x_batch=x_np, y_batch=y_np, a_batch=maps_np.copy(), batch_size=n)),
         device, w, r)
     flat = maps.double().abs().flatten(1)
     shifted = flat / flat.amax(1, keepdim=True) + 1e-7
-    same_def = np.abs(metrics.gini(shifted).cpu().numpy() - q).max()
+    same_def = np.abs(quality.gini(shifted).cpu().numpy() - q).max()
     out.append(record("gini", "Sparseness", ours, q_rec, {
         "passed": bool(same_def <= 1e-6), "max_abs_diff": float(same_def), "tolerance": "1e-6 absolute",
         "compared": "ours on |m|/max|m| + 1e-7 (Quantus's input) vs Quantus",
         "max_abs_diff_raw_maps": float(np.abs(g_ours.cpu().numpy() - q).max())}))
 
     # RIS / ROS / RRS with identical perturbations
-    xp = metrics.linf_ball_perturbations(x, radius, 0, s, seed=0)
+    xp = quality.linf_ball_perturbations(x, radius, 0, s, seed=0)
     kw = dict(target=y, radius=radius, n_samples=s, seed=0, batch_size=n)
     rep = lambda v: model[:3](v)  # noqa: E731  the input of the head: Quantus hooks "block3.2" (it skips Sequentials)
-    stab = (("ris", metrics.relative_input_stability, (explain, model), quantus.RelativeInputStability, {}),
-            ("ros", metrics.relative_output_stability, (explain, model), quantus.RelativeOutputStability, {}),
-            ("rrs", metrics.relative_representation_stability, (explain, model, rep),
+    stab = (("ris", quality.relative_input_stability, (explain, model), quantus.RelativeInputStability, {}),
+            ("ros", quality.relative_output_stability, (explain, model), quantus.RelativeOutputStability, {}),
+            ("rrs", quality.relative_representation_stability, (explain, model, rep),
              quantus.RelativeRepresentationStability, {"layer_names": ["block3.2"]}))
     for name, fn, args, q_cls, q_kw in stab:
 
@@ -119,7 +119,7 @@ def metrics_section(cfg: BenchConfig, device) -> list[dict]:
         return _quiet(metric, model=model, x_batch=x_np, y_batch=y_np, a_batch=maps_np.copy(), batch_size=n,
                       device=dev)
     ours, res, q_rec, q = timed_pair(
-        lambda: metrics.road(model, x, maps, target=y, percentages=[p / 100 for p in pcts], noise=0.0,
+        lambda: quality.road(model, x, maps, target=y, percentages=[p / 100 for p in pcts], noise=0.0,
                              reduce_channels="none", signed=True), q_road, device, w, r)
     q_curve = np.array([q[p] for p in pcts], dtype=float)
     ours_curve = res.correct.double().mean(0).cpu().numpy()

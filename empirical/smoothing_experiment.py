@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from empirical import attacks, curvature, metrics, models, saliency
+from empirical import attacks, curvature, metrics, models, quality, saliency
 from empirical import data as data_mod
 from empirical.errors import UserError
 from empirical.results import UnitCache, provenance, write_csv, write_json
@@ -300,11 +300,11 @@ def evaluate_model(cfg: SmoothingStudyConfig, pm: PixelModel, x, y, ids, x_all, 
 
         maps = explain(x, y, ids) if meth == "sg" else explain(x, y)
         common = dict(radius=cfg.stab_radius, n_samples=cfg.stab_samples, eps_min=cfg.eps_min, seed=cfg.seed, ids=ids)
-        ris = metrics.relative_input_stability(ex, pm, x, y, **common)
-        ros = metrics.relative_output_stability(ex, pm, x, y, **common)
-        rrs = metrics.relative_representation_stability(ex, pm, _representation(pm), x, y, **common)
+        ris = quality.relative_input_stability(ex, pm, x, y, **common)
+        ros = quality.relative_output_stability(ex, pm, x, y, **common)
+        rrs = quality.relative_representation_stability(ex, pm, _representation(pm), x, y, **common)
         # tol 1e-6: the imputation's solve error stays far below its own noise (std 0.01, Rong et al.)
-        road = {o: metrics.road(pm, x, maps, y, percentages=cfg.road_percentages, order=o, seed=cfg.seed, ids=ids,
+        road = {o: quality.road(pm, x, maps, y, percentages=cfg.road_percentages, order=o, seed=cfg.seed, ids=ids,
                                 tol=1e-6) for o in ("morf", "lerf")}
         row = {"regime": regime, "eps": eps, "method": meth, "n_images": len(x),
                "benign_accuracy": benign_acc,  # on the whole test set
@@ -315,7 +315,7 @@ def evaluate_model(cfg: SmoothingStudyConfig, pm: PixelModel, x, y, ids, x_all, 
             row[name] = v.mean().item() if len(v) else None
             row[f"log10_{name}"] = v.clamp_min(1e-300).log10().mean().item() if len(v) else None
             row[f"{name}_flips_excluded"] = int(res.n_excluded.sum())
-        row["gini"] = metrics.gini(maps).mean().item()
+        row["gini"] = quality.gini(maps).mean().item()
         for o, res in road.items():
             row[f"road_auc_{o}"] = res.auc.mean().item()
             for p, pr in zip(cfg.road_percentages, res.probs.mean(0).tolist()):

@@ -15,9 +15,10 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from empirical.errors import UserError
-from empirical.metrics import (gini, keyed_uniform, linf_ball_perturbations, noisy_linear_imputation,
+from empirical.metrics import ssim, topk_iou
+from empirical.quality import (gini, keyed_uniform, linf_ball_perturbations, noisy_linear_imputation,
                                relative_input_stability, relative_output_stability, relative_representation_stability,
-                               removal_order, road, road_auc, ssim, topk_iou)
+                               removal_order, road, road_auc)
 
 quantus = pytest.importorskip("quantus")
 seeds = st.integers(0, 10_000)

@@ -4,6 +4,7 @@ Tolerances: float64 throughout, so agreement with Captum is to rounding (atol 1e
 for sums over path steps and draws); Monte-Carlo statements use margins of several standard errors.
 """
 import doctest
+import importlib
 from collections import OrderedDict
 
 import numpy as np
@@ -13,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from empirical import saliency as sal
 from empirical.saliency import (METHODS, RULES, draw_noise, gradcam, ig_quadrature, integrated_gradients,
                                 max_batch_for_memory, saliency, smoothed, smoothgrad, vanilla_gradient)
 
@@ -452,5 +452,8 @@ def test_cuda_results_stay_on_device_and_match_cpu():
     assert max_batch_for_memory(cm, (2, 6, 6), 64.0, device="cuda") >= 1
 
 
-def test_docstring_examples_run():
-    assert doctest.testmod(sal, extraglobs={"torch": torch, "nn": nn}).failed == 0
+@pytest.mark.parametrize("module", ["saliency", "attacks", "smoothing"])
+def test_docstring_examples_run(module):
+    mod = importlib.import_module(f"empirical.{module}")
+    res = doctest.testmod(mod, extraglobs={"torch": torch, "nn": nn})
+    assert res.attempted > 0 and res.failed == 0
