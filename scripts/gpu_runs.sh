@@ -12,7 +12,7 @@
 #                 and JOB.log; unpack with `tar -xzf JOB.tar.gz -C results/` and commit.
 #
 # Sizes. bench, split (--preset paper) and loo (--preset paper) are the issues' full runs. The smoothing
-# study's paper protocol (7 regimes x 50 epochs x 60k images of PGD-40 at batch 32: about 6e9 sequential
+# study's paper protocol (7 regimes x 50 epochs x 60k images of PGD-40 at batch 32: about 9e9 sequential
 # LeNet forward-backward passes in 7e5 optimizer steps) needs hours on one GPU, more than a session's
 # device time; this script trains 3 epochs (SMOOTHING_EPOCHS), and the results say so in their config.
 #
