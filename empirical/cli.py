@@ -44,10 +44,14 @@ def positive_float(text: str) -> float:
 def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    index = name[5:] if name.startswith("cuda:") else None
+    if name not in ("cpu", "cuda") and not (index is not None and index.isdigit()):
+        raise UserError(f"--device {name!r}: valid values are auto, cpu, cuda, cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UserError(f"--device {name!r}: valid values are auto, cpu, cuda, cuda:N")
+    if index is not None and int(index) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                        f"valid: cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     return name
 
 

@@ -1,0 +1,42 @@
+"""The shared CLI plumbing: device names and number flags fail with one line naming the value."""
+import argparse
+
+import pytest
+import torch
+
+from empirical import cli
+from empirical.errors import UserError
+
+
+def test_device_names():
+    assert cli.resolve_device("cpu") == "cpu"
+    assert cli.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("tpu", "cuda:x", "cuda:", "gpu", "CPU"):
+        with pytest.raises(UserError, match="valid values are auto, cpu, cuda, cuda:N"):
+            cli.resolve_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(UserError, match="no CUDA GPU is available here"):
+            cli.resolve_device(name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_index_beyond_the_machine():
+    with pytest.raises(UserError, match="valid: cuda:0"):
+        cli.resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+@pytest.mark.parametrize("parse,good,bad", [
+    (cli.sigma_value, {"0": 0.0, "0.15": 0.15}, ["-0.1", "nan", "inf", "x"]),
+    (cli.positive_int, {"1": 1, "12": 12}, ["0", "-3", "1.5", "two"]),
+    (cli.positive_float, {"0.5": 0.5, "3": 3.0}, ["0", "-1", "nan"]),
+])
+def test_number_flags(parse, good, bad):
+    for text, value in good.items():
+        assert parse(text) == value
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(text).replace(".", r"\.")):
+            parse(text)
