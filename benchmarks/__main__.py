@@ -54,7 +54,9 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def run(preset: str, device: str, sections, log=print) -> dict:
+def run(preset: str, device: str, sections, log=print, save=None) -> dict:
+    """All ``sections`` at ``preset`` sizes; ``save(res)`` is called after each section with the results so far
+    (marked ``"complete": False``), so a run stopped part-way keeps what it measured."""
     from benchmarks import metrics_bench, saliency_bench, training_bench
 
     cfg = PRESETS[preset]
@@ -75,6 +77,8 @@ def run(preset: str, device: str, sections, log=print) -> dict:
         now = time.perf_counter()
         res["section_seconds"][name] = now - clock["t"]
         clock["t"] = now
+        if save is not None:
+            save({**res, "complete": False})
 
     if "ceiling" in sections:
         res["ceiling"] = []
@@ -104,6 +108,7 @@ def run(preset: str, device: str, sections, log=print) -> dict:
     res["checks"] = {"all_passed": all(ok for _, ok in checks), "count": len(checks),
                      "failed": [p for p, ok in checks if not ok]}
     res["wall_seconds"] = time.perf_counter() - t0
+    res["complete"] = True
     return res
 
 
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             # Captum warns that it set requires_grad on every call; Quantus warns about its defaults.
             warnings.simplefilter("ignore", UserWarning)
-            res = run(preset, device, args.sections)
+            res = run(preset, device, args.sections, save=lambda r: write_json(out, r))
         write_json(out, res)
         print_table(res)
         print(f"\nwrote {out}")

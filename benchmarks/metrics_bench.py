@@ -65,6 +65,7 @@ def metrics_section(cfg: BenchConfig, device) -> list[dict]:
     x_np, y_np, maps_np = x.cpu().numpy(), y.cpu().numpy(), maps.cpu().numpy()
     dev = str(device)
     w, r = cfg.warmup, cfg.repeats
+    qkw = dict(b_warmup=cfg.quantus_warmup, b_repeats=cfg.quantus_repeats)
     out = []
 
     def record(name, quantus_api, ours_rec, q_rec, check, **extra):
@@ -78,7 +79,7 @@ def metrics_section(cfg: BenchConfig, device) -> list[dict]:
     ours, g_ours, q_rec, q = timed_pair(
         lambda: quality.gini(maps),
         lambda: np.array(_quiet(sp, model=None, x_batch=x_np, y_batch=y_np, a_batch=maps_np.copy(), batch_size=n)),
-        device, w, r)
+        device, w, r, **qkw)
     flat = maps.double().abs().flatten(1)
     shifted = flat / flat.amax(1, keepdim=True) + 1e-7
     same_def = np.abs(quality.gini(shifted).cpu().numpy() - q).max()
@@ -101,7 +102,7 @@ def metrics_section(cfg: BenchConfig, device) -> list[dict]:
             metric = q_cls(nr_samples=s, perturb_func=_replay(xp), eps_min=1e-6, disable_warnings=True, **q_kw)
             return np.array(_quiet(metric, model=model, x_batch=x_np, y_batch=y_np, a_batch=None,
                                    explain_func=q_explain, batch_size=n, device=dev))
-        ours, res, q_rec, q = timed_pair(lambda: fn(*args, x, **kw), q_call, device, w, r)
+        ours, res, q_rec, q = timed_pair(lambda: fn(*args, x, **kw), q_call, device, w, r, **qkw)
         ours_v = res.score.cpu().numpy()
         keep = (res.n_excluded.cpu().numpy() == 0) & np.isfinite(q)
         rel = (np.abs(ours_v[keep] - q[keep]) / np.abs(q[keep])).max() if keep.any() else float("nan")
@@ -120,7 +121,7 @@ def metrics_section(cfg: BenchConfig, device) -> list[dict]:
                       device=dev)
     ours, res, q_rec, q = timed_pair(
         lambda: quality.road(model, x, maps, target=y, percentages=[p / 100 for p in pcts], noise=0.0,
-                             reduce_channels="none", signed=True), q_road, device, w, r)
+                             reduce_channels="none", signed=True), q_road, device, w, r, **qkw)
     q_curve = np.array([q[p] for p in pcts], dtype=float)
     ours_curve = res.correct.double().mean(0).cpu().numpy()
     diff = float(np.abs(ours_curve - q_curve).max())

@@ -20,10 +20,9 @@
 # GPU_RUNS_DRY=1 prints the job's module and arguments, one per line, and runs nothing (tests parse them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-job=${1:-}
 PY=${PYTHON:-python3}
 
-if [ "$job" = prepare ]; then
+if [ "${1:-}" = prepare ]; then
     mkdir -p .gpu/data .gpu/whl
     src=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
     cp "$src"/*-ubyte.gz .gpu/data/
@@ -32,9 +31,14 @@ if [ "$job" = prepare ]; then
     exit 0
 fi
 
-case "$job" in bench|split|loo|smoothing) ;; *)
-    echo "usage: bash scripts/gpu_runs.sh prepare|bench|split|loo|smoothing (see the header)" >&2; exit 2;;
-esac
+jobs=("$@")
+[ ${#jobs[@]} -gt 0 ] || jobs=(usage)
+for j in "${jobs[@]}"; do
+    case "$j" in bench|split|loo|smoothing|smoke) ;; *)
+        echo "usage: bash scripts/gpu_runs.sh prepare | JOB... with JOB in smoke bench split loo smoothing (see the header)" >&2
+        exit 2;;
+    esac
+done
 
 if [ -d .gpu/whl ] && [ -n "$(ls .gpu/whl 2>/dev/null)" ] && [ -z "${GPU_RUNS_TINY:-}${GPU_RUNS_DRY:-}" ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl
@@ -47,40 +51,85 @@ out=${OUT:-runs/gpu-out}
 data=.gpu/data
 [ -d "$data" ] || data=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 
+tiny_split=(--sigma 0.1 --pairs 1 --n 300 --test-images 4 --draws 2 --ig-steps 2 --epochs 0.2)
+tiny_loo=(--n 16 32 --steps 16 32 --replicas 2 --sigma 0.1 --test-images 4 --draws 2 --ig-steps 2)
+tiny_smooth=(--small --regimes N A --epochs 0.1 --train-images 200 --eval-images 8)
 if [ -n "${GPU_RUNS_TINY:-}" ]; then
-    dev=cpu
-    split_args=(--sigma 0.1 --pairs 1 --n 300 --test-images 4 --draws 2 --ig-steps 2 --epochs 0.2)
-    loo_args=(--n 16 32 --steps 16 32 --replicas 2 --sigma 0.1 --test-images 4 --draws 2 --ig-steps 2)
-    smooth_args=(--small --regimes N A --epochs 0.1 --train-images 200 --eval-images 8)
-    bench_args=(--tiny)
+    dev=${GPU_RUNS_DEVICE:-cpu}
+    split_args=("${tiny_split[@]}"); loo_args=("${tiny_loo[@]}"); smooth_args=("${tiny_smooth[@]}"); bench_args=(--tiny)
 else
-    dev=cuda
-    split_args=(--preset paper)
-    loo_args=(--preset paper)
-    smooth_args=(--epochs "${SMOOTHING_EPOCHS:-3}")
-    bench_args=()
+    dev=${GPU_RUNS_DEVICE:-cuda}
+    split_args=(--preset paper); loo_args=(--preset paper); smooth_args=(--epochs "${SMOOTHING_EPOCHS:-3}"); bench_args=()
 fi
-run=runs/gpu-$job
-if [ -n "${GPU_RUNS_DRY:-}" ]; then  # print the job's command line (one argument per line) and stop
-    case "$job" in
-        bench) printf '%s\n' benchmarks --device "$dev" "${bench_args[@]}" --out "$run/benchmarks.json" ;;
-        split) printf '%s\n' empirical.split_stability --device "$dev" --data-root "$data" --out "$run" --no-progress "${split_args[@]}" ;;
-        loo) printf '%s\n' empirical.loo_stability --device "$dev" --data-root "$data" --out "$run" --no-progress "${loo_args[@]}" ;;
-        smoothing) printf '%s\n' empirical.smoothing_study --device "$dev" --data-root "$data" --out "$run" --no-progress "${smooth_args[@]}" ;;
+# extra flags per job (flags given later override the preset): SPLIT_ARGS, LOO_ARGS, SMOOTH_ARGS, BENCH_ARGS
+read -r -a extra_split <<< "${SPLIT_ARGS:-}"; read -r -a extra_loo <<< "${LOO_ARGS:-}"
+read -r -a extra_smooth <<< "${SMOOTH_ARGS:-}"; read -r -a extra_bench <<< "${BENCH_ARGS:-}"
+split_args+=("${extra_split[@]}"); loo_args+=("${extra_loo[@]}"); smooth_args+=("${extra_smooth[@]}")
+bench_args+=("${extra_bench[@]}")
+
+# argv of one job, one argument per line, into the array `cmd`
+job_cmd() {
+    local run=$2
+    case "$1" in
+        bench) cmd=(benchmarks --device "$dev" "${bench_args[@]}" --out "$run/benchmarks.json") ;;
+        split) cmd=(empirical.split_stability --device "$dev" --data-root "$data" --out "$run" --no-progress "${split_args[@]}") ;;
+        loo) cmd=(empirical.loo_stability --device "$dev" --data-root "$data" --out "$run" --no-progress "${loo_args[@]}") ;;
+        smoothing) cmd=(empirical.smoothing_study --device "$dev" --data-root "$data" --out "$run" --no-progress "${smooth_args[@]}") ;;
     esac
+}
+
+if [ -n "${GPU_RUNS_DRY:-}" ]; then  # print each job's command line (one argument per line) and stop
+    for j in "${jobs[@]}"; do [ "$j" = smoke ] && continue; job_cmd "$j" "runs/gpu-$j"; printf '%s\n' "${cmd[@]}"; done
     exit 0
 fi
-rm -rf "$run"
+
 mkdir -p "$out"
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+
+# one job: its log and its results folder (without checkpoints: each LeNet's is 13 MB, rebuilt from the seeds)
+# come back through $OUT; JOB_TIMEOUT (s) stops a job that would outrun the call, keeping what it wrote
+run_job() {
+    local j=$1 run=runs/gpu-$1 st=0
+    rm -rf "$run"
+    job_cmd "$j" "$run"
+    timeout "${JOB_TIMEOUT:-590}" "$PY" -m "${cmd[@]}" > "$out/$j.log" 2>&1 || st=$?
+    tar -czf "$out/$j.tar.gz" --exclude=checkpoints -C runs "gpu-$j" 2>/dev/null || true
+    echo "[$j] exit $st after $SECONDS s" | tee -a "$out/$j.log"
+    return "$st"
+}
+
+# smoke: every job at the tiny sizes on this device, at once, and the tests that only run with a GPU
+smoke() {
+    local st=0 saved=("${split_args[@]}")
+    split_args=("${tiny_split[@]}"); loo_args=("${tiny_loo[@]}"); smooth_args=("${tiny_smooth[@]}")
+    {
+        for j in split loo smoothing; do
+            job_cmd "$j" "runs/smoke-$j"; rm -rf "runs/smoke-$j"
+            timeout 300 "$PY" -m "${cmd[@]}" > "runs/smoke-$j.log" 2>&1 &
+        done
+        wait
+        for j in split loo smoothing; do echo "== $j"; tail -n 15 "runs/smoke-$j.log"; done
+        "$PY" -m benchmarks --device "$dev" --tiny --out runs/smoke-bench.json 2>&1 | tail -n 12
+        "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cli.py tests/test_quality_metrics.py::test_cuda_matches_cpu \
+            tests/test_saliency.py::test_cuda_results_stay_on_device_and_match_cpu \
+            tests/test_smoothing.py::test_block_runs_on_cuda_and_matches_cpu tests/test_attacks.py::test_attack_stays_on_cuda \
+            tests/test_benchmarks.py::test_memory_section_on_cuda_has_no_oom 2>&1 | tail -n 25
+    } > "$out/smoke.log" 2>&1 || st=$?
+    split_args=("${saved[@]}")
+    grep -h "Error\|error:\|passed\|failed\|exit" "$out/smoke.log" | tail -n 20
+    return "$st"
+}
+
 status=0
-case "$job" in
-    bench) "$PY" -m benchmarks --device "$dev" "${bench_args[@]}" --out "$run/benchmarks.json" ;;
-    split) "$PY" -m empirical.split_stability --device "$dev" --data-root "$data" --out "$run" --no-progress "${split_args[@]}" ;;
-    loo) "$PY" -m empirical.loo_stability --device "$dev" --data-root "$data" --out "$run" --no-progress "${loo_args[@]}" ;;
-    smoothing) "$PY" -m empirical.smoothing_study --device "$dev" --data-root "$data" --out "$run" --no-progress "${smooth_args[@]}" ;;
-esac 2>&1 | tee "$out/$job.log" || status=$?
-# results without checkpoints (each LeNet checkpoint is 13 MB; they are rebuilt from the seeds)
-tar -czf "$out/$job.tar.gz" --exclude=checkpoints -C runs "gpu-$job"
+if [ -n "${GPU_RUNS_PARALLEL:-}" ]; then  # the jobs side by side on the one GPU (their wall times then overlap)
+    pids=()
+    for j in "${jobs[@]}"; do run_job "$j" & pids+=($!); done
+    for p in "${pids[@]}"; do wait "$p" || status=$?; done
+else
+    for j in "${jobs[@]}"; do
+        if [ "$j" = smoke ]; then smoke || status=$?; else run_job "$j" || status=$?; fi
+    done
+fi
+for j in "${jobs[@]}"; do [ -f "$out/$j.log" ] && { echo "== $j"; tail -n 25 "$out/$j.log"; }; done
 ls -la "$out"
 exit "$status"
