@@ -430,7 +430,7 @@ def unit_key(cfg: LooConfig, optimizer: str, n: int) -> str:
     fields = {k: v for k, v in asdict(cfg).items() if k not in ("device", "max_points", "ns", "optimizers")}
     if optimizer != "noisy_sgd":
         fields.pop("weight_noise")
-    return config_digest("loo-unit-v2", fields, optimizer, n, torch.device(cfg.device).type)
+    return config_digest("loo-unit-v3", fields, optimizer, n, torch.device(cfg.device).type)
 
 
 def run(cfg: LooConfig, out: Path, progress: bool = True) -> dict:

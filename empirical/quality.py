@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from empirical.errors import UserError
+from empirical.keyed_rng import keyed_normal, keyed_uniform  # noqa: F401  (public here too)
 from empirical.metrics import _check_choice, collapse_channels
 
 
@@ -49,42 +50,8 @@ def gini(maps: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- counter-based random numbers
-_M32 = 0xFFFFFFFF
-
-
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    # (x · c) mod 2^32 from 16-bit halves, so no int64 product can overflow on any device.
-    return ((x & 0xFFFF) * c + ((((x >> 16) * c) & 0xFFFF) << 16)) & _M32
-
-
-def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """Wellons' lowbias32 integer hash on int64 tensors holding 32-bit values."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def keyed_uniform(seed: int, ids: torch.Tensor, offset, count: int, dtype=torch.float32) -> torch.Tensor:
-    """Uniform numbers in (0, 1), shape ``(len(ids), count)``: entry j of row i is a function of (seed, ids[i], offset + j).
-
-    A counter-based generator (hash of the key and the position), so each image's stream depends only on
-    its id: results do not change with batch size, batch composition or device. 24-bit resolution.
-    ``offset``: one int for all rows, or one per row (a ``(len(ids),)`` integer tensor).
-    """
-    ids = ids.to(torch.int64)
-    k1 = _hash32((ids ^ _hash32(torch.tensor(int(seed) & _M32, device=ids.device))) & _M32)
-    k2 = _hash32((k1 + 0x9E3779B9) & _M32)
-    off = torch.as_tensor(offset, device=ids.device, dtype=torch.int64).reshape(-1, 1)
-    ctr = off + torch.arange(count, device=ids.device, dtype=torch.int64)[None, :]
-    h = _hash32((_hash32((ctr ^ k1[:, None]) & _M32) + k2[:, None]) & _M32)
-    return ((h >> 8).to(torch.float64) + 0.5).div(2.0**24).to(dtype)
-
-
-def _keyed_normal(seed: int, ids: torch.Tensor, offset, count: int, dtype) -> torch.Tensor:
-    u = keyed_uniform(seed, ids, 2 * offset, 2 * count, torch.float64).view(len(ids), count, 2)
-    return (torch.sqrt(-2 * torch.log(u[..., 0])) * torch.cos(2 * math.pi * u[..., 1])).to(dtype)
+# (empirical/keyed_rng.py; re-exported here, where they were first defined)
+_keyed_normal = keyed_normal
 
 
 def _image_ids(ids, n: int, device) -> torch.Tensor:

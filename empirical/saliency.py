@@ -23,12 +23,12 @@ Choices made here:
   points per forward/backward (``None``: all at once); partial sums are carried across chunk borders and
   per-image draw statistics merged with Chan et al.'s parallel update, so results do not depend on
   ``max_batch`` beyond float rounding. :func:`max_batch_for_memory` estimates a ``max_batch``.
-- **Noise (common random numbers).** Draw d of image i is ``torch.randn`` from a generator on ``x``'s device
-  seeded with a splitmix64 mix of (seed, ids[i], d) (:func:`draw_noise`). So an image gets the same draws
-  whatever batch it sits in and whatever ``max_batch`` is, the first m draws do not change when more are
-  asked for, and the two networks of a pair given the same seed and ids see the same noise. The draws also
-  depend on the device type and dtype (CPU and CUDA generators differ). Drawing costs one small ``randn``
-  per (image, draw): negligible next to a forward/backward of the same point.
+- **Noise (common random numbers).** Draw d of image i is counter-based: each value a hash of (seed, ids[i],
+  d, position) (:mod:`empirical.keyed_rng`, :func:`draw_noise`), computed for a whole chunk at once on the
+  device. So an image gets the same draws whatever batch it sits in and whatever ``max_batch`` is, the first
+  m draws do not change when more are asked for, the two networks of a pair given the same seed and ids see
+  the same noise, and CPU and CUDA draw the same numbers. (Until 2026-11-23 each (image, draw) reseeded a
+  ``torch.Generator``: one kernel launch per draw, which held SmoothGrad to 8% of the GPU's gradient rate.)
 - **Noise layout.** An explicit ``noise`` holds STANDARD normal draws :math:`\varepsilon` of shape
   [N, n_draws, *x.shape[1:]] (image-major, as Captum's ``NoiseTunnel`` repeats its inputs); the
   perturbation is :math:`z = \sigma_c \varepsilon`. To pass absolute perturbations, use ``sigma=1.0``.
@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from empirical.errors import UserError
+from empirical.keyed_rng import noise_draws
 from empirical.models import eval_mode as _eval_mode
 
 METHODS = ("vg", "ig", "sg", "sg_ig", "gradcam", "gradcampp")
@@ -193,32 +194,11 @@ def ig_quadrature(steps: int, rule: str = "gausslegendre", dtype: torch.dtype = 
     return (torch.as_tensor(alphas, dtype=dtype, device=device), torch.as_tensor(weights, dtype=dtype, device=device))
 
 
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(z: int) -> int:
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def noise_seed(seed: int, image_id: int, draw: int) -> int:
-    """The generator seed of draw ``draw`` of image ``image_id``: a splitmix64 chain, 63 bits."""
-    return _splitmix64(_splitmix64(_splitmix64(seed & _MASK64) ^ (image_id & _MASK64)) ^ (draw & _MASK64)) >> 1
-
-
-def _draws(pairs: Sequence[tuple[int, int]], seed: int, sample_shape, dtype, device) -> torch.Tensor:
-    gen = torch.Generator(device=device)
-    return torch.stack([torch.randn(sample_shape, generator=gen.manual_seed(noise_seed(seed, i, d)),
-                                    dtype=dtype, device=device) for i, d in pairs])
-
-
 def draw_noise(x: torch.Tensor, n_draws: int, seed: int = 0, ids=None) -> torch.Tensor:
     r"""The standard normal draws :math:`\varepsilon` that :func:`smoothgrad` uses, [N, n_draws, *x.shape[1:]].
 
-    Draw d of image i comes from a generator on ``x``'s device seeded by :func:`noise_seed`
-    (seed, ids[i], d), in ``x``'s dtype; ``ids`` defaults to ``arange(N)``.
+    Draw d of image i is a pure function of (seed, ids[i], d) (:func:`empirical.keyed_rng.noise_draws`),
+    in ``x``'s dtype, the same on every device; ``ids`` defaults to ``arange(N)``.
 
     Example:
         >>> x = torch.zeros(2, 3)
@@ -227,9 +207,11 @@ def draw_noise(x: torch.Tensor, n_draws: int, seed: int = 0, ids=None) -> torch.
     """
     _check_x(x)
     n_draws = _positive_int("n_draws", n_draws)
-    ids = _check_ids(ids, x.shape[0])
-    pairs = [(i, d) for i in ids for d in range(n_draws)]
-    return _draws(pairs, seed, x.shape[1:], x.dtype, x.device).view(x.shape[0], n_draws, *x.shape[1:])
+    ids = torch.as_tensor(_check_ids(ids, x.shape[0]), dtype=torch.int64, device=x.device)
+    n = x.shape[0]
+    eps = noise_draws(seed, ids.repeat_interleave(n_draws), torch.arange(n_draws, device=x.device).repeat(n),
+                      x[0].numel(), x.dtype, x.device)
+    return eps.view(n, n_draws, *x.shape[1:])
 
 
 def _target_grad(model: nn.Module, points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -390,7 +372,7 @@ def smoothed(fn: SaliencyFn, x: torch.Tensor, target, sigma, n_draws: int, seed:
     _check_x(x)
     n_draws = _positive_int("n_draws", n_draws)
     sig = _check_sigma(sigma, x)
-    ids = _check_ids(ids, x.shape[0])
+    ids = torch.as_tensor(_check_ids(ids, x.shape[0]), dtype=torch.int64, device=x.device)
     max_batch = _check_max_batch(max_batch)
     shape = (x.shape[0], n_draws) + tuple(x.shape[1:])
     if noise is not None and (not isinstance(noise, torch.Tensor) or tuple(noise.shape) != shape):
@@ -417,8 +399,7 @@ def _perturb(x, sig, n, d, noise, seed, ids) -> torch.Tensor:
     else:
         # Path steps repeat an (image, draw) pair on consecutive rows: draw each pair once, then expand.
         new = torch.cat([n.new_ones(1, dtype=torch.bool), (n[1:] != n[:-1]) | (d[1:] != d[:-1])])
-        pairs = torch.stack([n, d], 1)[new].tolist()
-        eps = _draws([(ids[i], j) for i, j in pairs], seed, x.shape[1:], x.dtype, x.device)
+        eps = noise_draws(seed, ids[n[new]], d[new], x[0].numel(), x.dtype, x.device).view(-1, *x.shape[1:])
         eps = eps[torch.cumsum(new.long(), 0) - 1]
     return x[n] + sig * eps
 
@@ -451,7 +432,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target, sigma, n_draws: int, s
     _check_choice("base", base, BASES)
     n_draws = _positive_int("n_draws", n_draws)
     sig = _check_sigma(sigma, x)
-    ids = _check_ids(ids, x.shape[0])
+    ids = torch.as_tensor(_check_ids(ids, x.shape[0]), dtype=torch.int64, device=x.device)
     max_batch = _check_max_batch(max_batch)
     alphas, weights = ig_quadrature(ig_steps, ig_rule, x.dtype, x.device)
     x0 = _check_baseline(baseline, x)

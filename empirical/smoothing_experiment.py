@@ -265,7 +265,7 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
     bar = tqdm(list(nets.items()), desc="metrics", disable=not progress)
     for (regime, eps), pm in bar:
         tkey = next(r["key"] for r in train_records if r["regime"] == regime and r["eps"] == eps)
-        key = config_digest("smoothing-unit-v1", tkey, eval_cfg, eval_idx.tolist())
+        key = config_digest("smoothing-unit-v2", tkey, eval_cfg, eval_idx.tolist())
         unit = cache.get(key)
         if unit is None:
             unit = evaluate_model(cfg, pm, x, y, ids, x_all, y_all, regime, eps, benign[(regime, eps)])

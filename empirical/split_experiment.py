@@ -211,7 +211,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     records = []
     bar = tqdm(units, desc="saliency", disable=not progress)
     for p, s, meth in bar:
-        key = config_digest("unit-v1", split_records[2 * p]["key"], split_records[2 * p + 1]["key"], s, meth, eval_cfg)
+        key = config_digest("unit-v2", split_records[2 * p]["key"], split_records[2 * p + 1]["key"], s, meth, eval_cfg)
         rec = cache.get(key)
         if rec is None:
             t0 = time.time()

@@ -4,8 +4,8 @@
 #
 #   here, once:   bash scripts/gpu_runs.sh prepare
 #                 -> .gpu/ (in .gitignore): Fashion-MNIST's four IDX .gz files and the wheels the machine lacks
-#                    (captum, quantus, cachetools; torch, numpy, scipy, matplotlib, tqdm, scikit-image,
-#                    opencv-headless are already there). About 31 MiB, under the 64 MiB carry limit.
+#                    (captum, quantus, cachetools, kornia, kornia_rs; torch, numpy, scipy, matplotlib, tqdm, scikit-image,
+#                    opencv-headless are already there). About 38 MiB, under the 64 MiB carry limit.
 #   there:        device run, carry [".gpu"], command: bash scripts/gpu_runs.sh JOB
 #                 JOB: bench | split | loo | smoothing  (one per call: each is sized to end inside 10 min)
 #   back here:    the call's files land in files_at: JOB.tar.gz (the results folder without checkpoints)
@@ -26,7 +26,9 @@ if [ "${1:-}" = prepare ]; then
     mkdir -p .gpu/data .gpu/whl
     src=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
     cp "$src"/*-ubyte.gz .gpu/data/
-    "$PY" -m pip download -q --no-deps --only-binary=:all: -d .gpu/whl captum==0.9.0 quantus==0.6.0 cachetools==8.0.1
+    "$PY" -m pip download -q --no-deps --only-binary=:all: -d .gpu/whl captum==0.9.0 quantus==0.6.0 cachetools==8.0.1 kornia==0.9.0
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_17_x86_64 -d .gpu/whl kornia_rs==0.2.0
     du -sh .gpu
     exit 0
 fi
@@ -83,7 +85,7 @@ if [ -n "${GPU_RUNS_DRY:-}" ]; then  # print each job's command line (one argume
     exit 0
 fi
 
-mkdir -p "$out"
+mkdir -p "$out" runs
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 
 # one job: its log and its results folder (without checkpoints: each LeNet's is 13 MB, rebuilt from the seeds)
@@ -101,6 +103,7 @@ run_job() {
 # smoke: every job at the tiny sizes on this device, at once, and the tests that only run with a GPU
 smoke() {
     local st=0 saved=("${split_args[@]}")
+    mkdir -p runs
     split_args=("${tiny_split[@]}"); loo_args=("${tiny_loo[@]}"); smooth_args=("${tiny_smooth[@]}")
     {
         for j in split loo smoothing; do
