@@ -540,8 +540,11 @@ def saliency(method: str, model: nn.Module, x: torch.Tensor, target, **kw):
 
 
 def max_batch_for_memory(model: nn.Module, sample_shape: Sequence[int], mem_mb: float,
-                         device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> int:
+                         device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> int:
     """Largest ``max_batch`` whose forward/backward (input gradient) should fit in ``mem_mb`` MiB, at least 1.
+
+    ``dtype``: of the probe inputs; default the dtype of the model's first floating-point parameter (float32
+    for a model without one).
 
     CUDA: peak memory (``torch.cuda.max_memory_allocated``) of one forward/backward of 4 and of 8 samples; the
     per-sample cost is the slope between them, so memory already held (weights) does not count. CPU:
@@ -550,6 +553,8 @@ def max_batch_for_memory(model: nn.Module, sample_shape: Sequence[int], mem_mb: 
     functional calls outside submodules are missed, which the factor 3 is meant to cover.
     """
     device = torch.device(device)
+    if dtype is None:
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     shape = tuple(int(s) for s in sample_shape)
     budget = float(mem_mb) * 2 ** 20
     if not math.isfinite(budget) or budget <= 0:

@@ -113,7 +113,7 @@ smoke() {
         wait
         for j in split loo smoothing; do echo "== $j"; tail -n 15 "runs/smoke-$j.log"; done
         "$PY" -m benchmarks --device "$dev" --tiny --out runs/smoke-bench.json 2>&1 | tail -n 12
-        "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cli.py tests/test_quality_metrics.py::test_cuda_matches_cpu \
+        "$PY" -m pytest -q -rfs --tb=line -p no:cacheprovider tests/test_cli.py tests/test_quality_metrics.py::test_cuda_matches_cpu \
             tests/test_saliency.py::test_cuda_results_stay_on_device_and_match_cpu \
             tests/test_smoothing.py::test_block_runs_on_cuda_and_matches_cpu tests/test_attacks.py::test_attack_stays_on_cuda \
             tests/test_benchmarks.py::test_memory_section_on_cuda_has_no_oom 2>&1 | tail -n 25
