@@ -127,11 +127,18 @@ def test_corrupt_data_file_is_one_line_error(fm, tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "t10k-labels" in r.stderr
 
 
-def test_notebook_runs_on_saved_results(tiny_run):
+@pytest.mark.parametrize("which", ["tiny", "committed"])
+def test_notebook_runs_on_saved_results(tiny_run, which, tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "split_stability.ipynb", as_version=4)
-    os.environ["RESULTS_DIR"] = str(tiny_run)
+    root = Path(__file__).resolve().parent.parent
+    nb = nbformat.read(root / "notebooks" / "split_stability.ipynb", as_version=4)
+    folder = tiny_run
+    if which == "committed":  # the committed GPU sweep, gzipped, as a fresh clone has it
+        folder = root / "results" / "split_stability-gpu"
+        if not (folder / "results.json.gz").exists():
+            pytest.skip("no committed GPU results in this checkout")
+    os.environ["RESULTS_DIR"] = str(folder)
     try:
         nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     finally:
