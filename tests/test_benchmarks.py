@@ -9,7 +9,7 @@ pytest.importorskip("captum")
 pytest.importorskip("quantus")
 
 from benchmarks.__main__ import SECTIONS, main  # noqa: E402
-from benchmarks.common import PRESETS, candidates, collect_checks, compare  # noqa: E402
+from benchmarks.common import PRESETS, candidates, collect_checks, compare, timed_pair, with_floor  # noqa: E402
 
 
 def test_tiny_run_writes_every_section_and_every_check_passes(tmp_path, capsys):
@@ -61,3 +61,30 @@ def test_helpers():
     assert compare(a, a + 1e-6, 1e-4)["passed"] and not compare(a, a + 1e-3, 1e-4)["passed"]
     nested = {"x": [{"check": {"passed": True}}, {"check": {"passed": False}}], "y": {"passed": True}}
     assert collect_checks(nested) == [("x[0].check", True), ("x[1].check", False), ("y", True)]
+
+
+def test_floor_widens_only_a_failed_check_and_keeps_the_strict_verdict():
+    a = torch.tensor([1.0, -2.0])
+    strict = compare(a, a + 1e-3, 1e-4)  # fails: 1e-3 > 1e-4 · 2
+    within = with_floor(strict, strict["max_abs_diff"], 3e-4, "same reference, other batch size")
+    assert within["passed"] and not within["passed_strict"] and within["floor"]["factor"] == 4
+    beyond = with_floor(strict, strict["max_abs_diff"], 1e-4, "same reference, other batch size")
+    assert not beyond["passed"]  # 1e-3 > 4 · 1e-4
+    assert not with_floor(strict, strict["max_abs_diff"], 0.0, "deterministic reference")["passed"]
+
+
+def test_slow_baseline_timed_with_its_own_counts():
+    calls = {"a": 0, "b": 0}
+
+    def a():
+        calls["a"] += 1
+        return "a"
+
+    def b():
+        calls["b"] += 1
+        return "b"
+    ra, oa, rb, ob = timed_pair(a, b, "cpu", 1, 3, b_warmup=0, b_repeats=1)
+    assert (oa, ob) == ("a", "b") and calls == {"a": 4, "b": 1}
+    assert len(ra["all_seconds"]) == 3 and len(rb["all_seconds"]) == 1
+    timed_pair(a, b, "cpu", 1, 2)
+    assert calls == {"a": 7, "b": 4}
