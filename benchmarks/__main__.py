@@ -33,7 +33,7 @@ import torch
 
 from benchmarks.common import PRESETS, collect_checks
 from empirical import cli
-from empirical.results import provenance, write_json
+from empirical.results import fp32_precision, provenance, set_fp32_ieee, write_json
 
 SECTIONS = ("ceiling", "saliency", "metrics", "training", "memory")
 
@@ -62,11 +62,10 @@ def run(preset: str, device: str, sections, log=print, save=None) -> dict:
     cfg = PRESETS[preset]
     t0 = time.perf_counter()
     if torch.device(device).type == "cuda":
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+        set_fp32_ieee()  # both engines in full float32; the provenance records what PyTorch reports
     res: dict = {"benchmark": "saliency-stability engine vs Captum / Quantus", "preset": preset,
                  "settings": asdict(cfg), "provenance": provenance(device),
-                 "tf32": False if torch.device(device).type == "cuda" else "n/a (CPU)",
+                 "fp32_precision": fp32_precision() if torch.device(device).type == "cuda" else "n/a (CPU)",
                  "units": {"evals_per_s": "forward+backward of one point per second",
                            "time_ratio": "our median wall time / theirs (below 1: ours is faster)"}}
     sections = set(sections) | ({"ceiling"} if "saliency" in sections else set())

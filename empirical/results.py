@@ -95,12 +95,36 @@ def versions() -> dict[str, str]:
     return v
 
 
+def fp32_precision() -> dict[str, Any]:
+    """How CUDA runs float32 convolutions and matrix products: "ieee" (full float32) or "tf32" (10-bit
+    mantissa on Ampere and later, ~1e-3 relative error; PyTorch's default for cuDNN convolutions). Raw
+    values of PyTorch's settings: "none" under the newer API means "inherit", decided by the legacy flags."""
+    conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
+    if conv is not None:
+        return {"api": "fp32_precision", "cudnn_conv": conv,
+                "cuda_matmul": getattr(torch.backends.cuda.matmul, "fp32_precision", None)}
+    return {"api": "allow_tf32", "cudnn_conv": "tf32" if torch.backends.cudnn.allow_tf32 else "ieee",
+            "cuda_matmul": "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"}
+
+
+def set_fp32_ieee() -> None:
+    """Full float32 for CUDA convolutions and matrix products (no TF32), through the API this PyTorch has.
+    (Setting the legacy ``allow_tf32`` flags on a PyTorch with the newer API leaves ``"none"`` behind.)"""
+    if getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None) is not None:
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def device_info(device: torch.device | str) -> dict[str, Any]:
     device = torch.device(device)
     info: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
+        info["fp32_precision"] = fp32_precision()
     else:
         info["cpu"] = platform.processor() or platform.machine()
         info["cpu_count"] = os.cpu_count()

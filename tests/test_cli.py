@@ -40,3 +40,20 @@ def test_number_flags(parse, good, bad):
     for text in bad:
         with pytest.raises(argparse.ArgumentTypeError, match=repr(text).replace(".", r"\.")):
             parse(text)
+
+
+def test_fp32_precision_is_recorded_and_can_be_set_to_ieee():
+    from empirical.results import fp32_precision, set_fp32_ieee
+    before = fp32_precision()
+    assert before["api"] in ("fp32_precision", "allow_tf32") and "cudnn_conv" in before
+    try:
+        set_fp32_ieee()
+        after = fp32_precision()
+        assert after["cudnn_conv"] == "ieee" and after["cuda_matmul"] == "ieee"
+    finally:  # leave the process as it was for the other tests
+        if before["api"] == "fp32_precision":
+            torch.backends.cudnn.conv.fp32_precision = before["cudnn_conv"]
+            torch.backends.cuda.matmul.fp32_precision = before["cuda_matmul"]
+        else:
+            torch.backends.cudnn.allow_tf32 = before["cudnn_conv"] == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = before["cuda_matmul"] == "tf32"
