@@ -62,7 +62,7 @@ def run(preset: str, device: str, sections, log=print, save=None) -> dict:
     cfg = PRESETS[preset]
     t0 = time.perf_counter()
     if torch.device(device).type == "cuda":
-        set_fp32_ieee()  # both engines in full float32; the provenance records what PyTorch reports
+        set_fp32_ieee()  # (cli.resolve_device did too) both engines in full float32, as the provenance records
     res: dict = {"benchmark": "saliency-stability engine vs Captum / Quantus", "preset": preset,
                  "settings": asdict(cfg), "provenance": provenance(device),
                  "fp32_precision": fp32_precision() if torch.device(device).type == "cuda" else "n/a (CPU)",

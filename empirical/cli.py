@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from empirical.errors import UserError
+from empirical.results import set_fp32_ieee
 
 
 class Parser(argparse.ArgumentParser):
@@ -42,8 +43,11 @@ def positive_float(text: str) -> float:
 
 
 def resolve_device(name: str) -> str:
+    """The device a ``--device`` value names, checked. A CUDA device is also switched to full float32
+    (no TF32, which PyTorch allows in cuDNN convolutions by default: ~1e-3 relative rounding, the size of
+    the differences some measurements here compare); the setting is recorded in each result's provenance."""
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     index = name[5:] if name.startswith("cuda:") else None
     if name not in ("cpu", "cuda") and not (index is not None and index.isdigit()):
         raise UserError(f"--device {name!r}: valid values are auto, cpu, cuda, cuda:N")
@@ -52,6 +56,8 @@ def resolve_device(name: str) -> str:
     if index is not None and int(index) >= torch.cuda.device_count():
         raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
                         f"valid: cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if name.startswith("cuda"):
+        set_fp32_ieee()
     return name
 
 
