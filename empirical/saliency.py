@@ -88,19 +88,9 @@ def _check_max_batch(max_batch) -> int | None:
     return None if max_batch is None else _positive_int("max_batch", max_batch)
 
 
-def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
-    # One no-grad forward of a single image: the only way to learn K, and it lets a bad target or a model
-    # that does not return [N, K] logits fail with a clear message before the expensive work (an
-    # out-of-range gather on CUDA is a device-side assert that kills the process).
-    with torch.no_grad():
-        out = model(x[:1])
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
-        raise UserError(f"the model must map x [N, ...] to logits [N, K]; on one image it returned "
-                        f"{_shape(out)}")
-    return int(out.shape[1])
-
-
-def _check_target(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
+def _check_target(x: torch.Tensor, target) -> tuple[torch.Tensor, int]:
+    """(target as a long tensor on x's device, its largest class). Whether that class exists is checked on the
+    first forward's logits (:func:`_logits_at`): learning K here would cost an extra forward per call."""
     n = x.shape[0]
     if isinstance(target, numbers.Integral) and not isinstance(target, bool):
         target = torch.full((n,), int(target), dtype=torch.long, device=x.device)
@@ -109,11 +99,20 @@ def _check_target(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
         raise UserError(f"target must be an integer tensor of shape [{n}] (one class per image), got "
                         f"{_shape(target)} {getattr(target, 'dtype', '')}")
     target = target.to(device=x.device, dtype=torch.long)
-    k = _num_classes(model, x)
-    lo, hi = int(target.min()), int(target.max())
-    if lo < 0 or hi >= k:
-        raise UserError(f"target out of range: classes must be in [0, {k - 1}], got {lo if lo < 0 else hi}")
-    return target
+    lo, hi = (int(v) for v in torch.aminmax(target)) if n else (0, 0)
+    if lo < 0:
+        raise UserError(f"target out of range: classes must be >= 0, got {lo}")
+    return target, hi
+
+
+def _logits_at(out, n: int, hi: int | None, target: torch.Tensor) -> torch.Tensor:
+    """out[i, target[i]], after checking that ``out`` is [n, K] logits with K > hi, the largest target (an
+    out-of-range gather on CUDA is a device-side assert that kills the process, not an error message)."""
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n:
+        raise UserError(f"the model must map x [N, ...] to logits [N, K]; on {n} image(s) it returned {_shape(out)}")
+    if hi is not None and hi >= out.shape[1]:
+        raise UserError(f"target out of range: classes must be in [0, {out.shape[1] - 1}], got {hi}")
+    return out.gather(1, target[:, None])[:, 0]
 
 
 def _check_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
@@ -214,11 +213,12 @@ def draw_noise(x: torch.Tensor, n_draws: int, seed: int = 0, ids=None) -> torch.
     return eps.view(n, n_draws, *x.shape[1:])
 
 
-def _target_grad(model: nn.Module, points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """∇ of f_{target[i]} at points[i], for all i in one backward of Σ_i f_{target[i]}(points[i])."""
+def _target_grad(model: nn.Module, points: torch.Tensor, target: torch.Tensor, hi: int | None = None) -> torch.Tensor:
+    """∇ of f_{target[i]} at points[i], for all i in one backward of Σ_i f_{target[i]}(points[i]); ``hi``: the
+    largest class any call asks for, checked against the logits (None: not checked)."""
     with torch.enable_grad():
         points = points.detach().requires_grad_(True)
-        score = model(points).gather(1, target[:, None]).sum()
+        score = _logits_at(model(points), points.shape[0], hi, target).sum()
         (grad,) = torch.autograd.grad(score, points)
     return grad
 
@@ -226,7 +226,7 @@ def _target_grad(model: nn.Module, points: torch.Tensor, target: torch.Tensor) -
 def _target_logits(model: nn.Module, x: torch.Tensor, target: torch.Tensor, max_batch: int | None) -> torch.Tensor:
     step = max_batch or x.shape[0]
     with torch.no_grad():
-        return torch.cat([model(x[lo:lo + step]).gather(1, target[lo:lo + step, None])[:, 0]
+        return torch.cat([_logits_at(model(x[lo:lo + step]), x[lo:lo + step].shape[0], None, target[lo:lo + step])
                           for lo in range(0, x.shape[0], step)])
 
 
@@ -313,8 +313,8 @@ def vanilla_gradient(model: nn.Module, x: torch.Tensor, target, max_batch: int |
     _check_x(x)
     max_batch = _check_max_batch(max_batch)
     with _eval_mode(model):
-        target = _check_target(model, x, target)
-        mean, _ = _engine(x, lambda n, d, s: _target_grad(model, x[n], target[n]), 1, 1, max_batch)
+        target, hi = _check_target(x, target)
+        mean, _ = _engine(x, lambda n, d, s: _target_grad(model, x[n], target[n], hi), 1, 1, max_batch)
     return mean
 
 
@@ -343,13 +343,13 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target, baseline=Non
     x0 = _check_baseline(baseline, x)
     max_batch = _check_max_batch(max_batch)
     with _eval_mode(model):
-        target = _check_target(model, x, target)
+        target, hi = _check_target(x, target)
 
         def evaluate(n, d, s):
             diff = x[n] - x0[n]
             a = alphas[s].view((-1,) + (1,) * (x.dim() - 1))
             w = weights[s].view_as(a)
-            return w * _target_grad(model, x0[n] + a * diff, target[n]) * diff
+            return w * _target_grad(model, x0[n] + a * diff, target[n], hi) * diff
 
         ig, _ = _engine(x, evaluate, 1, len(alphas), max_batch)
         if not return_residual:
@@ -445,16 +445,16 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target, sigma, n_draws: int, s
                integrated_gradients(model, x, target, x0, ig_steps, ig_rule, max_batch=max_batch))
         return (out, torch.zeros_like(out)) if return_stderr else out
     with _eval_mode(model):
-        target = _check_target(model, x, target)
+        target, hi = _check_target(x, target)
         if base == "vg":
             def evaluate(n, d, s):
-                return _target_grad(model, _perturb(x, sig, n, d, noise, seed, ids), target[n])
+                return _target_grad(model, _perturb(x, sig, n, d, noise, seed, ids), target[n], hi)
             steps = 1
         else:
             def evaluate(n, d, s):
                 diff = _perturb(x, sig, n, d, noise, seed, ids) - x0[n]
                 a = alphas[s].view((-1,) + (1,) * (x.dim() - 1))
-                return weights[s].view_as(a) * _target_grad(model, x0[n] + a * diff, target[n]) * diff
+                return weights[s].view_as(a) * _target_grad(model, x0[n] + a * diff, target[n], hi) * diff
             steps = len(alphas)
         mean, m2 = _engine(x, evaluate, n_draws, steps, max_batch)
     return (mean, _stderr(m2, n_draws)) if return_stderr else mean
@@ -499,7 +499,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target, layer: nn.Module, plus: b
     max_batch = _check_max_batch(max_batch)
     captured: list[torch.Tensor] = []
     with _eval_mode(model):
-        target = _check_target(model, x, target)
+        target, hi = _check_target(x, target)
         handle = layer.register_forward_hook(lambda mod, inp, out: captured.append(out))
         cams = []
         try:
@@ -513,7 +513,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target, layer: nn.Module, plus: b
                         raise UserError(f"the Grad-CAM layer must run once per forward and output [N, K, h, w]; it "
                                         f"ran {len(captured)} times, output "
                                         f"{_shape(captured[0]) if captured else None}")
-                    score = logits.gather(1, target[lo:lo + step, None]).sum()
+                    score = _logits_at(logits, len(target[lo:lo + step]), hi, target[lo:lo + step]).sum()
                     (grads,) = torch.autograd.grad(score, captured[0])
                 cams.append(_cam(captured[0].detach(), grads, plus))
         finally:

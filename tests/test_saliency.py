@@ -230,7 +230,7 @@ def test_per_channel_sigma_is_applied_per_channel():
     x, t = images(2, c=3), targets(2)
     sigma = torch.tensor([0.1, 2.0, 0.0])
     smoothgrad(rec, x, t, sigma=sigma, n_draws=200)
-    seen = torch.cat(rec.seen[1:])  # [0] is the one-image probe for the number of classes
+    seen = torch.cat(rec.seen)  # every batch the model saw: only the noisy points (no probe forward)
     z = (seen.view(2, 200, 3, 6, 6) - x[:, None]).transpose(1, 2).reshape(2, 3, -1)
     assert torch.allclose(z[:, :2].std(-1), sigma[:2].double().expand(2, 2), rtol=0.03)
     assert torch.equal(z[:, 2], torch.zeros_like(z[:, 2]))
@@ -241,7 +241,7 @@ def test_noise_is_common_across_batches_networks_and_draw_counts():
     a, b = Recorder(convnet(seed=0)), Recorder(convnet(seed=7))
     whole = smoothgrad(a, x, t, sigma=0.5, n_draws=3, seed=5, ids=torch.tensor([10, 11, 12, 13]))
     smoothgrad(b, x, t, sigma=0.5, n_draws=3, seed=5, ids=torch.tensor([10, 11, 12, 13]), max_batch=2)
-    assert torch.equal(torch.cat(a.seen[1:]), torch.cat(b.seen[1:]))  # common random numbers
+    assert torch.equal(torch.cat(a.seen), torch.cat(b.seen))  # common random numbers
     # image 2 alone, same id: the same draws, hence the same map
     alone = smoothgrad(a, x[2:3], t[2:3], sigma=0.5, n_draws=3, seed=5, ids=[12])
     assert torch.allclose(alone[0], whole[2], rtol=0, atol=1e-13)
@@ -419,9 +419,14 @@ def test_bad_inputs_fail_before_the_model_runs():
         with pytest.raises(ValueError):
             call()
     assert rec.seen == []
-    with pytest.raises(ValueError):  # an out-of-range target costs only the one-image probe
-        vanilla_gradient(rec, x, torch.tensor([0, 1, 9]))
+    # An out-of-range target is caught on the first chunk's logits, before its backward and before any
+    # other chunk (no separate probe forward: that cost every call a forward).
+    with pytest.raises(ValueError, match="got 9"):
+        vanilla_gradient(rec, x, torch.tensor([0, 1, 9]), max_batch=1)
     assert [s.shape[0] for s in rec.seen] == [1]
+    with pytest.raises(ValueError, match="got 9"):
+        smoothgrad(rec, x, torch.tensor([0, 1, 9]), sigma=0.1, n_draws=4, base="ig", ig_steps=3, max_batch=2)
+    assert [s.shape[0] for s in rec.seen] == [1, 2]
 
 
 def test_max_batch_for_memory_on_cpu_scales_with_the_budget():
