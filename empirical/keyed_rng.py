@@ -23,18 +23,26 @@ _M32 = 0xFFFFFFFF
 SALIENCY_STREAM = 0x5A11E7C1  # xor-ed into the seed of SmoothGrad noise, so it is not the metrics' stream
 
 
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    # (x · c) mod 2^32 from 16-bit halves, so no int64 product can overflow on any device.
-    return ((x & 0xFFFF) * c + ((((x >> 16) * c) & 0xFFFF) << 16)) & _M32
+def _i32(x: torch.Tensor) -> torch.Tensor:
+    """int32 tensor with the low 32 bits of the integer tensor ``x`` (two's complement bit pattern)."""
+    x = x.to(torch.int64) & _M32
+    return (x - ((x >> 31) << 32)).to(torch.int32)
+
+
+def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int32 bit patterns (torch's >> on int32 is arithmetic)."""
+    return (x >> k) & ((1 << (32 - k)) - 1)
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """Wellons' lowbias32 integer hash on int64 tensors holding 32-bit values."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+    """Wellons' lowbias32 integer hash of int32 bit patterns: products and sums wrap modulo 2^32, so one
+    int32 multiply is the 32-bit product (half the memory and a tenth of the operations of an int64
+    emulation; bit for bit the same, tested)."""
+    x = x ^ _shr(x, 16)
+    x = x * 2146121005  # 0x7FEB352D
+    x = x ^ _shr(x, 15)
+    x = x * -2073254261  # 0x846CA68B as a signed int32
+    return x ^ _shr(x, 16)
 
 
 def keyed_uniform(seed: int, ids: torch.Tensor, offset, count: int, dtype=torch.float32) -> torch.Tensor:
@@ -45,13 +53,13 @@ def keyed_uniform(seed: int, ids: torch.Tensor, offset, count: int, dtype=torch.
     ``offset``: one int for all rows, or one per row (a ``(len(ids),)`` integer tensor). Positions are taken
     modulo 2^32.
     """
-    ids = ids.to(torch.int64)
-    k1 = _hash32((ids ^ _hash32(torch.tensor(int(seed) & _M32, device=ids.device))) & _M32)
-    k2 = _hash32((k1 + 0x9E3779B9) & _M32)
-    off = torch.as_tensor(offset, device=ids.device, dtype=torch.int64).reshape(-1, 1)
-    ctr = off + torch.arange(count, device=ids.device, dtype=torch.int64)[None, :]
-    h = _hash32((_hash32((ctr ^ k1[:, None]) & _M32) + k2[:, None]) & _M32)
-    return ((h >> 8).to(torch.float64) + 0.5).div(2.0**24).to(dtype)
+    dev = ids.device
+    k1 = _hash32(_i32(ids) ^ _hash32(_i32(torch.tensor(int(seed), device=dev))))
+    k2 = _hash32(k1 + _i32(torch.tensor(0x9E3779B9, device=dev)))
+    off = _i32(torch.as_tensor(offset, device=dev)).reshape(-1, 1)
+    ctr = off + torch.arange(count, device=dev, dtype=torch.int32)[None, :]  # wraps modulo 2^32
+    h = _hash32(_hash32(ctr ^ k1[:, None]) + k2[:, None])
+    return (_shr(h, 8).to(torch.float64) + 0.5).div(2.0**24).to(dtype)
 
 
 def keyed_normal(seed: int, ids: torch.Tensor, offset, count: int, dtype=torch.float32) -> torch.Tensor:
