@@ -69,5 +69,6 @@ def run_main(fn: Callable[[], int]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished units are saved; re-run the same command to resume", file=sys.stderr)
+        print("interrupted: finished units and the last epoch boundary of a training are saved; re-run the same "
+              "command to resume", file=sys.stderr)
         return 130

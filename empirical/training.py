@@ -4,7 +4,9 @@ The data set sits on the device as uint8 and is normalised per batch (airbench s
 DataLoader); the batch order comes from a seeded generator, so one seed fixes a model. A trained
 model is saved as a checkpoint keyed by the digest of everything that determines it (model,
 activation, training config, data set, split indices), and reused when the same configuration is
-asked for again. Checkpoints are written atomically (temp file + rename).
+asked for again. Checkpoints are written atomically (temp file + rename). A training in progress also
+saves its whole state at every epoch boundary (`<key>.partial.pt`), so an interrupted run resumes from
+there and ends with the same weights as an uninterrupted one.
 
 Optimisers (`TrainConfig.optimizer`):
 - ``sgd_ct``: plain minibatch SGD with α_t = min(lr, c/t), t = 1, 2, ... counting steps. This satisfies
@@ -103,12 +105,18 @@ def train(
     perturb: Perturb | None = None,
     desc: str = "train",
     progress: bool = True,
+    resume: Path | None = None,
 ) -> dict:
     """Train `model` in place on (x_uint8 [n,C,H,W], y [n]); returns a record (T, steps, final loss, wall time).
 
     `normalize` maps pixel space [0,1] to the network's input. `perturb(model, x01, y) -> x01'`, when
     given, replaces each batch in pixel space (adversarial training); the model is in eval mode while
     it runs and in train mode for the update.
+
+    `resume`: a file for the state at each epoch boundary (weights, optimiser, remaining batch order, every
+    random generator, losses so far), written atomically. If it exists and belongs to the same
+    configuration, training continues from it, and ends with the same weights, bit for bit on the same
+    device, as a run that was never stopped; an interrupted long training loses at most one epoch.
     """
     import time
 
@@ -132,9 +140,38 @@ def train(
     loss_fn = nn.CrossEntropyLoss()
     order = torch.empty(0, dtype=torch.long)
     losses = []
-    bar = tqdm(range(1, T + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    start, before = 1, 0.0
+    stamp = {"config": asdict(cfg), "T": T, "n": n}
+
+    def snapshot(t_done: int) -> dict:
+        return {**stamp, "t": t_done, "model": model.state_dict(), "opt": opt.state_dict(), "order": order,
+                "g": g.get_state(), "noise_g": noise_g.get_state(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "losses": torch.stack(losses).cpu() if losses else torch.empty(0),
+                "seconds": before + time.time() - t0}
+
+    if resume is not None and Path(resume).exists():
+        try:
+            st = torch.load(resume, map_location="cpu", weights_only=False)
+            if {k: st[k] for k in stamp} == stamp:
+                model.load_state_dict(st["model"])
+                opt.load_state_dict(st["opt"])
+                order = st["order"]
+                g.set_state(st["g"])
+                noise_g.set_state(st["noise_g"])
+                torch.set_rng_state(st["rng"])
+                if st["cuda_rng"] is not None:
+                    torch.cuda.set_rng_state(st["cuda_rng"], device)
+                losses = [v.to(device) for v in st["losses"]]
+                start, before = st["t"] + 1, st["seconds"]
+        except Exception:  # a damaged or foreign state file: train from the start
+            start, before = 1, 0.0
+    bar = tqdm(range(start, T + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0,
+               initial=start - 1, total=T)
     for t in bar:
         if len(order) < cfg.batch_size:  # epoch boundary: a fresh seeded permutation
+            if resume is not None and t > start:
+                atomic_save(snapshot(t - 1), Path(resume))
             order = torch.cat([order, torch.randperm(n, generator=g)])
         idx, order = order[: cfg.batch_size].to(device), order[cfg.batch_size :]
         xb = xd[idx].float().div_(255.0)
@@ -164,7 +201,8 @@ def train(
             bar.set_postfix(loss=f"{torch.stack(losses[-50:]).mean().item():.3f}")
     model.eval()
     tail = torch.stack(losses[-max(1, T // 10):]).mean().item()
-    return {"T": T, "n": n, "final_loss": tail, "train_seconds": time.time() - t0, "config": asdict(cfg)}
+    return {"T": T, "n": n, "final_loss": tail, "train_seconds": before + time.time() - t0, "config": asdict(cfg),
+            "resumed_after_step": start - 1}
 
 
 @torch.no_grad()
@@ -203,8 +241,10 @@ def train_or_load(
             return model, blob["record"], True
         except Exception:  # a damaged checkpoint is retrained, never trusted
             path.unlink(missing_ok=True)
-    record = train(model, **train_kwargs)
+    partial = path.with_name(f"{key}.partial.pt")  # the last epoch boundary of an interrupted training
+    record = train(model, **{"resume": partial, **train_kwargs})
     record["key"] = key
     record["key_parts"] = key_parts
     atomic_save({"state_dict": model.state_dict(), "record": record}, path)
+    partial.unlink(missing_ok=True)
     return model, record, False

@@ -91,3 +91,61 @@ def test_layer_norms_fold_batchnorm():
     assert len(rec) == 2
     plain = torch.linalg.matrix_norm(m[0].weight.double(), 2).item()
     assert rec[0]["B"] == pytest.approx(plain * 3.0 / (1 + 1e-5) ** 0.5, rel=1e-4)
+
+
+@pytest.mark.parametrize("opt", ["noisy_sgd", "adam"])
+def test_interrupted_training_resumes_bit_for_bit(opt, tmp_path):
+    """Stopped in its third epoch, a training resumes from the last epoch boundary and ends with exactly the
+    weights of a run that was never stopped (batch order, optimiser state, weight noise and the global RNG
+    that a random perturbation draws from, all restored)."""
+    x, y = _toy()
+    cfg = TrainConfig(optimizer=opt, epochs=3, batch_size=16, lr=0.05, weight_noise=0.01 if opt == "noisy_sgd" else 0.0)
+
+    def jitter(stop_at=None):
+        calls = {"n": 0}
+
+        def perturb(model, xb, yb):
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                raise KeyboardInterrupt
+            return (xb + 0.05 * torch.randn_like(xb)).clamp(0, 1)  # the global RNG, as the attacks use it
+        return perturb
+
+    def run(perturb, resume):
+        torch.manual_seed(0)
+        m = models.build("mlp", 1, 8, 2, "tanh")
+        rec = train(m, x, y, lambda v: v - 0.5, cfg, perturb=perturb, progress=False, resume=resume)
+        return m, rec
+
+    whole, rec_whole = run(jitter(), None)
+    state = tmp_path / "partial.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run(jitter(stop_at=11), state)  # step 11 of 12: epochs start at steps 1, 5, 9
+    assert state.exists() and torch.load(state, weights_only=False)["t"] == 8
+    torch.manual_seed(123)  # whatever the global RNG holds now, the resumed run restores its own
+    resumed, rec = run(jitter(), state)
+    assert rec["resumed_after_step"] == 8 and rec["T"] == rec_whole["T"] == 12
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+    assert rec["final_loss"] == rec_whole["final_loss"]
+
+
+def test_train_or_load_resumes_and_cleans_up(tmp_path):
+    x, y = _toy()
+    cfg = TrainConfig(epochs=3, batch_size=16)
+    build = lambda: models.build("mlp", 1, 8, 2, "tanh")  # noqa: E731
+    calls = {"n": 0}
+
+    def stop_once(model, xb, yb):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return xb
+    kw = dict(x_uint8=x, y=y, normalize=lambda v: v - 0.5, cfg=cfg, progress=False, perturb=stop_once)
+    with pytest.raises(KeyboardInterrupt):
+        train_or_load(build, {"k": 1}, tmp_path, kw)
+    assert len(list(tmp_path.glob("*.partial.pt"))) == 1
+    m, rec, reused = train_or_load(build, {"k": 1}, tmp_path, kw)
+    assert not reused and rec["resumed_after_step"] == 8
+    assert list(tmp_path.glob("*.partial.pt")) == [] and len(list(tmp_path.glob("*.pt"))) == 1
+    fresh, _, _ = train_or_load(build, {"k": 2}, tmp_path, dict(kw, perturb=lambda m_, xb, yb: xb))
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), fresh.state_dict().values()))
