@@ -1,0 +1,264 @@
+"""The leave-one-out run's aggregation and outputs (`empirical.loo` computes the units): per-cell means and
+confidence intervals over replicas, the Theorem 5/6 bounds beside them, bootstrap power-law fits against
+n, T and σ, and the results folder (results.json, summary.csv, bounds.csv, laws.csv, stability_vs_*.png).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from empirical import metrics
+from empirical.results import write_csv, write_json
+
+if TYPE_CHECKING:
+    from empirical.loo import LooConfig
+
+PROXIES = ("proxy_shared", "proxy_indep")
+
+
+def _kinds_worst(rows: list[dict], kinds: tuple[str, ...]) -> dict:
+    loo = [r for r in rows if r["comparison"] in {f"loo_{k}" for k in kinds}]
+    return max(loo, key=lambda r: r["mean"])
+
+
+def assemble(cfg: LooConfig, units: list[dict], info: dict) -> dict:
+    from theory import bounds as tb
+
+    summary, bound_rows = [], []
+    per_rep: dict[tuple, np.ndarray] = {}  # (optimizer, n, T, method, σ, comparison) -> per-replica values
+    consts: dict[tuple, dict] = {}
+    for u in units:
+        for snap in u["snapshots"]:
+            o, n, T = u["optimizer"], u["n"], snap["T"]
+            K = dict(snap["constants"], C=info["C"])
+            K["L_remark4"] = tb.lipschitz_L_bound(K["B"], info["C"])
+            K["beta_remark4"] = (tb.smoothness_beta_noisy(K["L_remark4"], cfg.weight_noise, sharp=True)
+                                 if o == "noisy_sgd" else tb.smoothness_beta_sgd(K["B"], info["C"], "corrected"))
+            consts[(o, n, T)] = K
+            rows = []
+            for ms in snap["measures"]:
+                v = np.asarray(ms["per_replica"])
+                per_rep[(o, n, T, ms["method"], ms["sigma"], ms["comparison"])] = v
+                st = metrics.summarize(v)
+                scale = float(np.mean(ms["scale_per_replica"]))
+                rows.append({"optimizer": o, "n": n, "T": T, "method": ms["method"], "sigma": ms["sigma"],
+                             "comparison": ms["comparison"], "mean": st["mean"], "std": st["std"],
+                             "ci_low": st["ci_low"], "ci_high": st["ci_high"], "replicas": st["n"],
+                             "sup_x": float(np.max(ms["per_image"])), "relative": st["mean"] / scale if scale else None,
+                             "saliency_norm": scale,
+                             "param_distance": float(np.mean(snap["param_distance"][ms["comparison"]])),
+                             "test_accuracy_S": float(np.mean(snap["test_accuracy_S"]))})
+            summary += rows
+            for (meth, s) in {(r["method"], r["sigma"]) for r in rows}:
+                sel = [r for r in rows if r["method"] == meth and r["sigma"] == s]
+                worst = _kinds_worst(sel, cfg.kinds)
+                rand = next(r for r in sel if r["comparison"] == f"loo_{cfg.kinds[0]}")
+                summary.append(dict(worst, comparison="loo_worst", worst_kind=worst["comparison"][4:],
+                                    sup_x=max(r["sup_x"] for r in sel if r["comparison"].startswith("loo_"))))
+                if meth == "ig":
+                    continue
+                sig_abs = u["sigma_abs"][cfg.sigmas.index(s)] if meth == "sg" else 0.0
+                for cname in ("remark4", "empirical"):
+                    L = K["L_remark4"] if cname == "remark4" else K["L_emp"]
+                    beta = K["beta_remark4"] if cname == "remark4" else K["beta_emp"]
+                    for variant in ("printed", "corrected"):
+                        if meth == "vg":
+                            lb = tb.log10_theorem5_simplegrad_bound(K["B"], info["C"], L, beta, cfg.c, T, n, variant)
+                        else:
+                            lb = tb.log10_theorem6_smoothgrad_bound(K["B"], info["C"], L, beta, cfg.c, T, n, sig_abs,
+                                                                    variant)
+                        lm = math.log10(worst["mean"]) if worst["mean"] > 0 else None
+                        trivial = math.log10(2.0) + float(tb.log_gamma_sets(K["B"])[-1, 0])
+                        ls = math.log10(worst["sup_x"]) if worst["sup_x"] > 0 else None
+                        bound_rows.append({
+                            "optimizer": o, "n": n, "T": T, "method": meth, "sigma": s, "sigma_abs": sig_abs,
+                            "bound": "Theorem 5 (SimpleGrad)" if meth == "vg" else "Theorem 6 (SmoothGrad)",
+                            "constants": cname, "variant": variant, "L": L, "beta": beta, "c": cfg.c,
+                            "log10_bound": lb, "measured_random": rand["mean"], "measured_worst": worst["mean"],
+                            "worst_kind": worst["comparison"][4:], "log10_measured_worst": lm,
+                            "log10_sup_x_worst": ls, "log10_ratio": (lb - lm) if lm is not None else None,
+                            "holds": bool(lm is None or ls is None or ls <= lb),
+                            "log10_trivial": trivial, "vacuous": bool(lb > trivial)})
+    laws = fit_laws(cfg, per_rep, consts)
+    return {"experiment": "loo_stability", "config": asdict(cfg), "info": info, "units": units,
+            "constants": [dict(optimizer=o, n=n, T=T, **K) for (o, n, T), K in consts.items()],
+            "summary": summary, "bounds": bound_rows, "laws": laws}
+
+
+def bootstrap_exponent(x: list[float], values: list[np.ndarray], resamples: int = 2000, seed: int = 0,
+                       confidence: float = 0.95) -> dict:
+    """Exponent of mean(values[i]) ≈ a·x_i^b, fitted on log-log means, with a percentile bootstrap CI.
+
+    values[i] [R]: per-replica measurements at x_i; replica r is the same draw of seeds at every x (paired),
+    so replicas are resampled jointly across x.
+    """
+    V = np.stack(values)  # [len(x), R]
+    lx = np.log(np.asarray(x, dtype=float))
+    means = V.mean(1)
+    if np.any(means <= 0) or len(x) < 2:
+        return {"exponent": None, "ci_low": None, "ci_high": None}
+    fit = metrics.fit_power_law(x, means, confidence)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, V.shape[1], (resamples, V.shape[1]))
+    bm = V[:, pick].mean(2).T  # [resamples, len(x)]
+    with np.errstate(divide="ignore"):
+        ly = np.log(bm)
+    ok = np.isfinite(ly).all(1)
+    ly, lxc = ly[ok], lx - lx.mean()
+    slopes = ((ly - ly.mean(1, keepdims=True)) * lxc).sum(1) / (lxc ** 2).sum()
+    q = (1 - confidence) / 2
+    return {"exponent": fit["exponent"], "ci_low": float(np.quantile(slopes, q)) if len(slopes) else None,
+            "ci_high": float(np.quantile(slopes, 1 - q)) if len(slopes) else None, "r2": fit["r2"],
+            "resamples": int(ok.sum())}
+
+
+def fit_laws(cfg: LooConfig, per_rep: dict, consts: dict) -> list[dict]:
+    """Fitted exponents against n (at T_max), T (per n) and σ (per n, T_max), beside the predicted ones."""
+    from theory import bounds as tb
+
+    ns, Ts, T_max = sorted(cfg.ns), sorted(cfg.steps), max(cfg.steps)
+    maps = [("vg", 0.0), ("ig", 0.0)] + [("sg", s) for s in cfg.sigmas]
+    comps = [f"loo_{k}" for k in cfg.kinds] + list(PROXIES)
+    laws = []
+
+    def predicted(o, n, T, which):
+        K = consts[(o, n, T)]
+        out = {}
+        for cname, beta in (("remark4", K["beta_remark4"]), ("empirical", K["beta_emp"])):
+            out[cname] = tb.predicted_laws(beta, cfg.c)[which] if beta > 0 else None
+        return out
+
+    for o in cfg.optimizers:
+        if len(ns) >= 2:
+            for meth, s in maps:
+                for comp in comps:
+                    fit = bootstrap_exponent(ns, [per_rep[(o, n, T_max, meth, s, comp)] for n in ns], seed=cfg.seed)
+                    laws.append(dict(optimizer=o, against="n", at=f"T={T_max}", method=meth, sigma=s, comparison=comp,
+                                     **fit, predicted={"theorems 5-6": -1.0}))
+        if len(Ts) >= 2:
+            for n in ns:
+                for meth, s in maps:
+                    for comp in comps:
+                        fit = bootstrap_exponent(Ts, [per_rep[(o, n, T, meth, s, comp)] for T in Ts], seed=cfg.seed)
+                        laws.append(dict(optimizer=o, against="T", at=f"n={n}", method=meth, sigma=s, comparison=comp,
+                                         **fit, predicted=predicted(o, n, T_max, "T")))
+        if len(cfg.sigmas) >= 2:
+            for n in ns:
+                for comp in comps:
+                    fit = bootstrap_exponent(list(cfg.sigmas), [per_rep[(o, n, T_max, "sg", s, comp)] for s in cfg.sigmas],
+                                             seed=cfg.seed)
+                    laws.append(dict(optimizer=o, against="sigma", at=f"n={n}, T={T_max}", method="sg", sigma=None,
+                                     comparison=comp, **fit, predicted=predicted(o, n, T_max, "sigma_smoothgrad")))
+    return laws
+
+
+# --------------------------------------------------------------------------- outputs
+def write_outputs(results: dict, out: Path) -> None:
+    out = Path(out)
+    write_json(out / "results.json", results)
+    write_csv(out / "summary.csv", results["summary"])
+    write_csv(out / "bounds.csv", results["bounds"])
+    write_csv(out / "laws.csv", [dict(r, predicted=";".join(f"{k}={v}" for k, v in r["predicted"].items()))
+                                 for r in results["laws"]])
+    figures(results, out)
+
+
+def figures(results: dict, out: Path) -> list[Path]:
+    """stability_vs_{n,T,sigma}.png: measured (CI over replicas) above, Theorem 5/6 bounds below, log axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = results["config"]
+    S, Bd = results["summary"], results["bounds"]
+    opts, ns, Ts, sigmas = cfg["optimizers"], sorted(cfg["ns"]), sorted(cfg["steps"]), list(cfg["sigmas"])
+    T_max, n_max = Ts[-1], ns[-1]
+    s_mid = sigmas[len(sigmas) // 2] if sigmas else None
+
+    def pick(rows, **kw):
+        return [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
+
+    def series(xkey, xs, **kw):
+        rows = [pick(S, **{xkey: xv}, **kw) for xv in xs]
+        keep = [(xv, r[0]) for xv, r in zip(xs, rows) if r and r[0]["mean"] > 0]
+        return ([k for k, _ in keep], [r["mean"] for _, r in keep],
+                [(r["mean"] - r["ci_low"]) if r["ci_low"] == r["ci_low"] and r["ci_low"] is not None else 0 for _, r in keep],
+                [(r["ci_high"] - r["mean"]) if r["ci_high"] is not None else 0 for _, r in keep])
+
+    def bound_series(xkey, xs, **kw):
+        pts = [(xv, pick(Bd, **{xkey: xv}, **kw)) for xv in xs]
+        return [xv for xv, r in pts if r], [10 ** r[0]["log10_bound"] for _, r in pts if r]
+
+    lines = [("vg", 0.0, "VG"), ("ig", 0.0, "IG")] + ([("sg", s_mid, f"SmoothGrad σ={s_mid}")] if s_mid else [])
+    paths = []
+    for sweep in ("n", "T", "sigma"):
+        fig, axes = plt.subplots(2, len(opts), figsize=(5.5 * len(opts), 8), squeeze=False)
+        for col, o in enumerate(opts):
+            ax, axb = axes[0, col], axes[1, col]
+            if sweep == "n":
+                for meth, s, lab in lines:
+                    for comp, ls in (("loo_random", "-"), ("loo_worst", ":"), ("proxy_indep", "--")):
+                        xs, ys, lo, hi = series("n", ns, optimizer=o, T=T_max, method=meth, sigma=s, comparison=comp)
+                        if xs:
+                            ax.errorbar(xs, ys, yerr=[lo, hi], ls=ls, marker="o", capsize=3, label=f"{lab} {comp}")
+                xs, ys, _, _ = series("n", ns, optimizer=o, T=T_max, method="vg", sigma=0.0, comparison="loo_random")
+                if xs:
+                    ax.plot(xs, [ys[0] * (x / xs[0]) ** -1 for x in xs], "k-", lw=0.8, alpha=0.5, label="slope −1")
+                for meth, s, lab in [ln for ln in lines if ln[0] != "ig"]:
+                    for cname, ls in (("empirical", "-"), ("remark4", "--")):
+                        xs, ys = bound_series("n", ns, optimizer=o, T=T_max, method=meth, sigma=s, constants=cname,
+                                              variant="corrected")
+                        axb.plot(xs, ys, ls=ls, marker="s", label=f"bound {lab} ({cname} L, β)")
+                    xs, ys, _, _ = series("n", ns, optimizer=o, T=T_max, method=meth, sigma=s, comparison="loo_worst")
+                    axb.plot(xs, ys, ":", marker="o", label=f"measured {lab} (worst kind)")
+                xl = "n (training-set size)"
+                title = f"{o}: against n at T = {T_max}"
+            elif sweep == "T":
+                for n in ns:
+                    for meth, s, lab in lines[:1] + lines[2:]:
+                        xs, ys, lo, hi = series("T", Ts, optimizer=o, n=n, method=meth, sigma=s, comparison="loo_random")
+                        if xs:
+                            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=f"{lab} n={n}")
+                    for cname, ls in (("empirical", "-"), ("remark4", "--")):
+                        xs, ys = bound_series("T", Ts, optimizer=o, n=n, method="vg", sigma=0.0, constants=cname,
+                                              variant="corrected")
+                        axb.plot(xs, ys, ls=ls, marker="s", label=f"Thm 5 n={n} ({cname})")
+                    xs, ys, _, _ = series("T", Ts, optimizer=o, n=n, method="vg", sigma=0.0, comparison="loo_worst")
+                    axb.plot(xs, ys, ":", marker="o", label=f"measured VG n={n} (worst)")
+                xl = "T (SGD steps)"
+                title = f"{o}: against T (LOO, random replacement)"
+            else:
+                for n in ns:
+                    for comp, ls in (("loo_random", "-"), ("loo_worst", ":")):
+                        xs, ys, lo, hi = series("sigma", sigmas, optimizer=o, n=n, T=T_max, method="sg", comparison=comp)
+                        if xs:
+                            ax.errorbar(xs, ys, yerr=[lo, hi], ls=ls, marker="o", capsize=3, label=f"n={n} {comp}")
+                    for cname, ls in (("empirical", "-"), ("remark4", "--")):
+                        xs, ys = bound_series("sigma", sigmas, optimizer=o, n=n, T=T_max, method="sg", constants=cname,
+                                              variant="corrected")
+                        axb.plot(xs, ys, ls=ls, marker="s", label=f"Thm 6 n={n} ({cname})")
+                    xs, ys, _, _ = series("sigma", sigmas, optimizer=o, n=n, T=T_max, method="sg", comparison="loo_worst")
+                    axb.plot(xs, ys, ":", marker="o", label=f"measured n={n} (worst)")
+                xl = "σ / (x_max − x_min)"
+                title = f"{o}: SmoothGrad against σ at T = {T_max}"
+            for a in (ax, axb):
+                a.set_xscale("log")
+                a.set_yscale("log")
+                a.set_xlabel(xl)
+                a.grid(alpha=0.3, which="both")
+                a.legend(fontsize=6)
+            ax.set_ylabel("E‖Sal(A(S)) − Sal(A(S′))‖₂ (95% CI, replicas)")
+            axb.set_ylabel("bound vs measured")
+            ax.set_title(title, fontsize=9)
+        fig.suptitle(f"Leave-one-out saliency stability · MLP {cfg['depth']}×{cfg['width']} {cfg['activation']} · "
+                     f"{cfg['replicas']} replicas · c = {cfg['c']}, lr = {cfg['lr']}", fontsize=10)
+        fig.tight_layout()
+        paths.append(out / f"stability_vs_{sweep}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
