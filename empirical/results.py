@@ -71,7 +71,15 @@ def write_csv(path: Path, rows: Iterable[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+COMMIT_ENV = "SALIENCY_STABILITY_COMMIT"
+
+
 def git_commit() -> str | None:
+    """HEAD of the repository the code runs from ("-dirty" when it has uncommitted changes), or the value of
+    $SALIENCY_STABILITY_COMMIT when set: a copy of the working tree on another machine (the device tool's)
+    can carry a stale .git, so the commit the code came from is passed in from where it was committed."""
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV].strip()
     try:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
@@ -132,8 +140,8 @@ def device_info(device: torch.device | str) -> dict[str, Any]:
 
 
 def provenance(device: torch.device | str) -> dict[str, Any]:
-    return {"git_commit": git_commit(), "versions": versions(), "device": device_info(device),
-            "argv": sys.argv}
+    return {"git_commit": git_commit(), "git_commit_from": "environment" if os.environ.get(COMMIT_ENV) else "repository",
+            "versions": versions(), "device": device_info(device), "argv": sys.argv}
 
 
 class UnitCache:

@@ -6,7 +6,9 @@
 #                 -> .gpu/ (in .gitignore): Fashion-MNIST's four IDX .gz files and the wheels the machine lacks
 #                    (captum, quantus, cachetools, kornia, kornia_rs; torch, numpy, scipy, matplotlib, tqdm, scikit-image,
 #                    opencv-headless are already there). About 38 MiB, under the 64 MiB carry limit.
-#   there:        device run, carry [".gpu"], command: bash scripts/gpu_runs.sh JOB
+#   there:        device run, carry [".gpu"], command:
+#                 SALIENCY_STABILITY_COMMIT=<git rev-parse HEAD, here> bash scripts/gpu_runs.sh JOB
+#                 (the device's copy of the tree can carry a stale .git: the results record this commit instead)
 #                 JOB: bench | split | loo | smoothing  (one per call: each is sized to end inside 10 min)
 #   back here:    the call's files land in files_at: JOB.tar.gz (the results folder without checkpoints)
 #                 and JOB.log; unpack with `tar -xzf JOB.tar.gz -C results/` and commit.

@@ -57,3 +57,12 @@ def test_fp32_precision_is_recorded_and_can_be_set_to_ieee():
         else:
             torch.backends.cudnn.allow_tf32 = before["cudnn_conv"] == "tf32"
             torch.backends.cuda.matmul.allow_tf32 = before["cuda_matmul"] == "tf32"
+
+
+def test_commit_can_be_passed_in_for_a_copied_tree(monkeypatch):
+    from empirical.results import COMMIT_ENV, provenance
+    monkeypatch.setenv(COMMIT_ENV, "0123abcd")
+    p = provenance("cpu")
+    assert p["git_commit"] == "0123abcd" and p["git_commit_from"] == "environment"
+    monkeypatch.delenv(COMMIT_ENV)
+    assert provenance("cpu")["git_commit_from"] == "repository"
