@@ -61,6 +61,14 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def note_gpu_sized(preset: str, device: str, cpu_sizes: str) -> None:
+    """One line on stderr when a GPU-sized preset is about to run on the CPU (it still runs: the user may
+    mean it, and every run resumes)."""
+    if preset == "paper" and not str(device).startswith("cuda"):
+        print(f"note: --preset paper is sized for a GPU and takes hours here on the CPU; {cpu_sizes} are "
+              "CPU sizes (an interrupted run resumes)", file=sys.stderr)
+
+
 def run_main(fn: Callable[[], int]) -> int:
     """Call an entry point; a user's mistake becomes one line on stderr and exit code 2."""
     try:

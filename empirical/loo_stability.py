@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     def go() -> int:
         cfg = config_from_args(args)
         cfg.validate()
+        cli.note_gpu_sized(args.preset, cfg.device, "the default demo preset and explicit flags")
         res = run(cfg, args.out, progress=not args.no_progress)
         print_report(res)
         print(f"\nresults in {args.out}/ (results.json, summary.csv, bounds.csv, laws.csv, stability_vs_*.png)")

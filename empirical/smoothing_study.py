@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     def go() -> int:
         cfg, preset = config_from_args(args)
         cfg.validate()
+        cli.note_gpu_sized(preset, cfg.device, "--small and --preset medium")
         out = args.out or Path("runs") / f"smoothing_study-{preset}"
         res = run(cfg, out, progress=not args.no_progress)
         print_table(res)

@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     def go() -> int:
         cfg = config_from_args(args)
         cfg.validate()
+        cli.note_gpu_sized(args.preset, cfg.device, "the default demo preset and explicit flags")
         out = args.out or Path("runs") / f"split_stability-{args.preset}"
         torch.set_num_threads(max(1, torch.get_num_threads()))
         results = run(cfg, out, progress=not args.no_progress)

@@ -66,3 +66,26 @@ def test_commit_can_be_passed_in_for_a_copied_tree(monkeypatch):
     assert p["git_commit"] == "0123abcd" and p["git_commit_from"] == "environment"
     monkeypatch.delenv(COMMIT_ENV)
     assert provenance("cpu")["git_commit_from"] == "repository"
+
+
+@pytest.mark.parametrize("module,run_name,argv", [
+    ("empirical.split_stability", "run", ["--preset", "paper", "--device", "cpu"]),
+    ("empirical.loo_stability", "run", ["--preset", "paper", "--device", "cpu"]),
+    ("empirical.smoothing_study", "run", ["--device", "cpu"]),  # its default preset is the paper's
+])
+def test_gpu_sized_preset_on_the_cpu_says_so_and_still_runs(module, run_name, argv, monkeypatch, capsys, tmp_path):
+    import importlib
+    mod = importlib.import_module(module)
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(*a, **k):
+        raise Stop  # the real run would take hours; what matters is what was said before it
+    monkeypatch.setattr(mod, run_name, fake_run)
+    from tests.fakedata import fake_fashion_mnist
+    root = fake_fashion_mnist(tmp_path / "data", n_train=64, n_test=16)  # no dependence on the real files
+    with pytest.raises(Stop):
+        mod.main(argv + ["--data-root", str(root), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "note: --preset paper is sized for a GPU" in err and len(err.strip().splitlines()) == 1
