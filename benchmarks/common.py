@@ -62,7 +62,8 @@ PRESETS = {
         preset="full", cases=("lenet-28", "resnet18-32", "resnet18-224"),
         images={"lenet-28": 256, "resnet18-32": 64, "resnet18-224": 4},
         batch_cap={"lenet-28": 8192, "resnet18-32": 2048, "resnet18-224": 256},
-        e2e=dict(pairs=1, n=2000, test_images=100, draws=16, ig_steps=16, epochs=1.0),
+        # the default split-stability sweep (`python -m empirical.split_stability --sigma 0.15`, the demo preset)
+        e2e=dict(pairs=2, n=10000, test_images=100, draws=16, ig_steps=8, epochs=2.0),
         memory_images=8, memory_rows=64, quantus_warmup=0, quantus_repeats=1),
     "quick": BenchConfig(
         preset="quick", cases=("lenet-28", "resnet18-32"),

@@ -7,8 +7,10 @@
   ``vmap`` of ``torch.func.grad`` (each model its own batches, the same plain SGD update); PGD the same way,
   from the attack's building blocks (``random_perturb``, ``step``, ``project``) around a vmapped input gradient.
   Images/s counts every model's images. Check: one vmapped gradient equals each model's own autograd gradient.
-- End to end: ``empirical.split_experiment.run`` with a small config on fake Fashion-MNIST IDX files
-  (tests/fakedata.py), figures included; skipped where the preset gives no ``e2e`` sizes (tiny).
+- End to end: ``empirical.split_experiment.run`` on generated Fashion-MNIST-shaped IDX files
+  (tests/fakedata.py), figures included: at the full preset the default sweep's sizes (the demo preset: 2
+  pairs of 10,000-image splits, 2 epochs, 100 test images, 16 draws, 8 IG nodes), smaller at --quick, skipped
+  where the preset gives no ``e2e`` sizes (tiny).
 """
 from __future__ import annotations
 
