@@ -149,7 +149,8 @@ def _end_to_end(cfg: BenchConfig, device) -> dict:
     e = dict(cfg.e2e)
     epochs = e.pop("epochs")
     with tempfile.TemporaryDirectory() as tmp:
-        root = fake_fashion_mnist(Path(tmp) / "data", n_train=max(400, 2 * e["n"]), n_test=max(100, e["test_images"]))
+        root = fake_fashion_mnist(Path(tmp) / "data", n_train=max(400, 2 * e["pairs"] * e["n"]),
+                                  n_test=max(100, e["test_images"]))
         sc = SplitStabilityConfig(data_root=str(root), sigmas=(0.15,), methods=("vg", "ig"), device=str(device),
                                   train=replace(TrainConfig(), epochs=epochs), **e)
         t0 = time.perf_counter()
