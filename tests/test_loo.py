@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ import torch.nn.functional as F
 from empirical import loo, saliency
 from empirical.loo_stability import main
 from tests.fakedata import fake_fashion_mnist
+from tests.notebooks import committed, run_notebook
 
 ACT = "tanh"
 
@@ -211,18 +210,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, bad, needle):
 
 
 def test_notebook_runs_on_the_committed_gpu_run():
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    root = Path(__file__).resolve().parent.parent
-    folder = root / "results" / "loo_stability-gpu"
-    if not (folder / "results.json.gz").exists():
-        pytest.skip("no committed GPU results in this checkout")
-    nb = nbformat.read(root / "notebooks" / "loo_stability.ipynb", as_version=4)
-    os.environ["RESULTS_DIR"] = str(folder)
-    try:
-        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
-    finally:
-        del os.environ["RESULTS_DIR"]
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    nb, text = run_notebook("loo_stability.ipynb", committed("loo_stability-gpu"))
     assert "theorems 5-6 -1" in text and "proxy / leave-one-out" in text
     assert any(o.get("output_type") == "display_data" for c in nb.cells for o in c.get("outputs", []))

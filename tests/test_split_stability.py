@@ -9,6 +9,7 @@ import pytest
 
 from empirical import split_stability
 from tests.fakedata import fake_fashion_mnist
+from tests.notebooks import committed, run_notebook
 
 TINY = ["--pairs", "1", "--test-images", "8", "--draws", "3", "--ig-steps", "3", "--epochs", "0.5",
         "--batch-size", "32", "--no-progress", "--device", "cpu"]
@@ -128,20 +129,8 @@ def test_corrupt_data_file_is_one_line_error(fm, tmp_path):
 
 
 @pytest.mark.parametrize("which", ["tiny", "committed"])
-def test_notebook_runs_on_saved_results(tiny_run, which, tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    root = Path(__file__).resolve().parent.parent
-    nb = nbformat.read(root / "notebooks" / "split_stability.ipynb", as_version=4)
-    folder = tiny_run
-    if which == "committed":  # the committed GPU sweep, gzipped, as a fresh clone has it
-        folder = root / "results" / "split_stability-gpu"
-        if not (folder / "results.json.gz").exists():
-            pytest.skip("no committed GPU results in this checkout")
-    os.environ["RESULTS_DIR"] = str(folder)
-    try:
-        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
-    finally:
-        del os.environ["RESULTS_DIR"]
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+def test_notebook_runs_on_saved_results(tiny_run, which):
+    # "committed": the committed GPU sweep, gzipped, as a fresh clone has it
+    folder = tiny_run if which == "tiny" else committed("split_stability-gpu")
+    _, text = run_notebook("split_stability.ipynb", folder)
     assert "Theorem 5" in text and "fashion-mnist" in text

@@ -1,0 +1,31 @@
+"""Execute a notebook of notebooks/ on a results folder, as a reader would (RESULTS_DIR), for the tests."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def committed(name: str) -> Path:
+    """A committed results folder; the test is skipped where this checkout has none."""
+    folder = ROOT / "results" / name
+    if not (folder / "results.json.gz").exists():
+        pytest.skip(f"no committed results/{name} in this checkout")
+    return folder
+
+
+def run_notebook(name: str, folder: Path):
+    """(the executed notebook, the text its code cells printed)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    os.environ["RESULTS_DIR"] = str(folder)
+    try:
+        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    finally:
+        del os.environ["RESULTS_DIR"]
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return nb, text
