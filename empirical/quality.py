@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from empirical.errors import UserError
-from empirical.keyed_rng import keyed_normal, keyed_uniform  # noqa: F401  (public here too)
+from empirical.keyed_rng import keyed_normal, keyed_uniform  # keyed_uniform: public here too, where it began
 from empirical.metrics import _check_choice, collapse_channels
 
 
@@ -47,11 +47,6 @@ def gini(maps: torch.Tensor) -> torch.Tensor:
     total = a.sum(1)
     num = ((2 * k - d - 1) * a).sum(1)
     return torch.where(total > 0, num / (d * torch.where(total > 0, total, torch.ones_like(total))), 0.0)
-
-
-# --------------------------------------------------------------------------- counter-based random numbers
-# (empirical/keyed_rng.py; re-exported here, where they were first defined)
-_keyed_normal = keyed_normal
 
 
 def _image_ids(ids, n: int, device) -> torch.Tensor:
@@ -298,7 +293,7 @@ def noisy_linear_imputation(x: torch.Tensor, removed: torch.Tensor, noise: float
         rz = rz_new
     if noise > 0:
         ids_ = _image_ids(ids, n, x.device)
-        eps = _keyed_normal(seed, ids_, streams * (c * h * w), c * h * w, dt).view(n * c, 1, h, w)
+        eps = keyed_normal(seed, ids_, streams * (c * h * w), c * h * w, dt).view(n * c, 1, h, w)
         u = u + noise * eps
     out = (1 - m) * xv + m * u
     return out.view(n, c, h, w).to(x.dtype)
