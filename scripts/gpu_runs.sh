@@ -116,9 +116,11 @@ run_job() {
 
 # smoke: every job at the tiny sizes on this device, at once, and the tests that only run with a GPU
 smoke() {
-    local st=0 saved=("${split_args[@]}")
+    local st=0
+    # tiny sizes for these jobs only: locals shadow the globals in job_cmd (bash scopes dynamically), so jobs
+    # after `smoke` in the same call keep their own sizes
+    local split_args=("${tiny_split[@]}") loo_args=("${tiny_loo[@]}") smooth_args=("${tiny_smooth[@]}")
     mkdir -p runs
-    split_args=("${tiny_split[@]}"); loo_args=("${tiny_loo[@]}"); smooth_args=("${tiny_smooth[@]}")
     {
         for j in split loo smoothing; do
             job_cmd "$j" "runs/smoke-$j"; rm -rf "runs/smoke-$j"
@@ -132,7 +134,6 @@ smoke() {
             tests/test_smoothing.py::test_block_runs_on_cuda_and_matches_cpu tests/test_attacks.py::test_attack_stays_on_cuda \
             tests/test_benchmarks.py::test_memory_section_on_cuda_has_no_oom 2>&1 | tail -n 25
     } > "$out/smoke.log" 2>&1 || st=$?
-    split_args=("${saved[@]}")
     grep -h "Error\|error:\|passed\|failed\|exit" "$out/smoke.log" | tail -n 20
     return "$st"
 }
