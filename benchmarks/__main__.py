@@ -11,8 +11,9 @@ JSON file (settings, versions, git commit, device, every time and ratio, every e
    equal in the same run (SmoothGrad on the same draws);
 3. metrics: Gini, RIS, ROS, RRS (1000 images × 10 perturbations) and ROAD, our wall time over Quantus's,
    values checked equal where the definitions agree;
-4. training: images/s of natural and PGD training of LeNet, one model and several at once (vmap), and the
-   wall time of a small end-to-end split-stability run;
+4. training: images/s of natural and PGD training of LeNet, one model and several at once (vmap); the smoothing
+   study's seven-model PGD-40 training in lockstep (CUDA graphs) against one model alone, projected to the
+   paper's 50 epochs; and the wall time of a small end-to-end split-stability run;
 5. memory (CUDA): peak memory of SmoothGrad and IG against ``max_batch``; no out-of-memory on a 224×224
    ResNet-18 at the ``max_batch`` each memory budget gives.
 
@@ -139,6 +140,13 @@ def print_table(res: dict) -> None:
         print("\ntraining (LeNet, images/s)")
         for k in ("natural_one_model", "pgd_one_model", "natural_vmap", "pgd_vmap"):
             print(f"  {k:<18} {t[k]['models']} model(s)  {_f(t[k]['images_per_s'], '.4g'):>9}")
+        sp = t.get("smoothing_protocol")
+        if sp:
+            ls, one = sp["lockstep"], sp["one_model_eager"]
+            print(f"  smoothing protocol (PGD-{sp['attack']['steps']}, batch {sp['batch']}): {ls['models']} models in "
+                  f"lockstep{' (CUDA graphs)' if ls['cuda_graphs'] else ''} {ls['seconds_per_step'] * 1e3:.1f} ms/step "
+                  f"-> paper's 50 epochs {ls['projected_paper_hours']:.2f} h; one model alone "
+                  f"{one['seconds_per_step'] * 1e3:.1f} ms/step -> {one['projected_paper_hours_all_regimes']:.2f} h")
         e = t["end_to_end"]
         if isinstance(e, dict):
             print(f"  end-to-end split-stability run: {e['seconds']:.1f} s (training {e['training_seconds']:.1f} s, "

@@ -51,6 +51,9 @@ class BenchConfig:
     pgd_train_steps: int = 10  # timed SGD steps of PGD training
     pgd_steps: int = 10  # attack steps per batch (eps 0.1, step 0.025, pixel units)
     n_models: int = 4  # models trained at once (vmap)
+    smooth_steps: int = 300  # timed steps of the smoothing study's lockstep training (7 models, batch 32, Adam)
+    smooth_eager_steps: int = 20  # timed steps of one such model trained alone, eagerly (empirical.training.train)
+    smooth_attack_steps: int = 40  # its PGD steps (step ε/10, ε = 0.1): the paper's training attack
     e2e: dict = field(default_factory=dict)  # SplitStabilityConfig sizes of the end-to-end run; empty: skipped
     memory_images: int = 4  # images of the memory sweep (× draws or steps rows)
     memory_rows: int = 64  # draws (SmoothGrad) or steps (IG) per image in the memory sweep
@@ -70,15 +73,15 @@ PRESETS = {
         images={"lenet-28": 32, "resnet18-32": 1}, batch_cap={"lenet-28": 256, "resnet18-32": 8},
         sweep_factor=4, repeats=3, ig_steps=8, sg_draws=8, sgig_draws=4, sgig_steps=2,
         metric_images=32, metric_perturbations=3, road_percentages=(10, 50, 90),
-        train_batch=32, train_steps=8, pgd_train_steps=2, n_models=2,
+        train_batch=32, train_steps=8, pgd_train_steps=2, n_models=2, smooth_steps=2, smooth_eager_steps=1,
         e2e=dict(pairs=1, n=100, test_images=8, draws=4, ig_steps=4, epochs=1.0),
         memory_images=2, memory_rows=16),
     "tiny": BenchConfig(
         preset="tiny", cases=("lenet-28",), images={"lenet-28": 2}, batch_cap={"lenet-28": 16},
         sweep_factor=4, warmup=1, repeats=1, ig_steps=4, sg_draws=4, sgig_draws=2, sgig_steps=2,
         metric_images=8, metric_perturbations=2, road_percentages=(20, 60),
-        train_batch=8, train_steps=2, pgd_train_steps=1, pgd_steps=2, n_models=2,
-        memory_images=1, memory_rows=4, memory_mb=(64, 256)),
+        train_batch=8, train_steps=2, pgd_train_steps=1, pgd_steps=2, n_models=2, smooth_steps=1,
+        smooth_eager_steps=1, smooth_attack_steps=2, memory_images=1, memory_rows=4, memory_mb=(64, 256)),
 }
 
 

@@ -22,7 +22,7 @@ from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
 from benchmarks.common import (CASES, BenchConfig, build_model, candidates, compare, free_memory, is_oom, sweep, timed,
                                timed_interleaved, with_floor)
-from empirical import saliency
+from empirical import memory, saliency
 
 
 def _inputs(case: str, n: int, device, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +42,7 @@ def batch_cap(cfg: BenchConfig, case: str, model, device) -> int:
     cap = cfg.batch_cap[case]
     if torch.device(device).type == "cuda":
         _, c, s = CASES[case]
-        cap = min(cap, saliency.max_batch_for_memory(model, (c, s, s), 0.5 * _free_mib(device), device))
+        cap = min(cap, memory.max_batch_for_memory(model, (c, s, s), 0.5 * _free_mib(device), device))
     return max(1, cap)
 
 
@@ -198,7 +198,7 @@ def memory_section(cfg: BenchConfig, device) -> dict:
         for case in cfg.cases:
             _, c, s = CASES[case]
             model = build_model(case, device)
-            est[case] = {str(mb): saliency.max_batch_for_memory(model, (c, s, s), mb, device) for mb in cfg.memory_mb}
+            est[case] = {str(mb): memory.max_batch_for_memory(model, (c, s, s), mb, device) for mb in cfg.memory_mb}
         return {"peak": "n/a on CPU (torch's CPU allocator keeps no peak statistics; tracemalloc does not see it)",
                 "max_batch_for_memory_estimates": est}
     sweeps = []
@@ -206,7 +206,7 @@ def memory_section(cfg: BenchConfig, device) -> dict:
         _, c, s = CASES[case]
         model = build_model(case, device)
         cap = min(cfg.memory_images * cfg.memory_rows,
-                  saliency.max_batch_for_memory(model, (c, s, s), 0.8 * _free_mib(device), device))
+                  memory.max_batch_for_memory(model, (c, s, s), 0.8 * _free_mib(device), device))
         x, t = _inputs(case, cfg.memory_images, device)
         for method in ("sg", "ig"):
             rows = []
@@ -228,7 +228,7 @@ def memory_section(cfg: BenchConfig, device) -> dict:
     budgets = sorted(set(list(cfg.memory_mb) + [int(0.8 * _free_mib(device))]))
     runs = []
     for mem_mb in budgets:
-        mb = saliency.max_batch_for_memory(model, (c, s, s), mem_mb, device)
+        mb = memory.max_batch_for_memory(model, (c, s, s), mem_mb, device)
         n_img = max(1, cfg.memory_images)
         draws = max(cfg.memory_rows, -(-2 * mb // n_img))  # at least two chunks, so the cap binds
         x, t = _inputs(case, n_img, device)

@@ -7,6 +7,11 @@
   ``vmap`` of ``torch.func.grad`` (each model its own batches, the same plain SGD update); PGD the same way,
   from the attack's building blocks (``random_perturb``, ``step``, ``project``) around a vmapped input gradient.
   Images/s counts every model's images. Check: one vmapped gradient equals each model's own autograd gradient.
+- The smoothing study's protocol (Bhusal et al. appendix A: LeNet, Adam 1e-3, batch 32, PGD-40 with step ε/10,
+  ε = 0.1): the seven regimes N, A, M1, M2, G, E, NG trained together by ``empirical.lockstep.train_lockstep``
+  (CUDA-graphed steps on a GPU, eager on the CPU), against one adversarial model trained alone by
+  ``empirical.training.train``; both projected to the paper's 50 epochs of 60,000 images (93,750 steps per
+  model). On CUDA, check: the graphed steps equal eager lockstep steps (same capturable Adam) within 1e-4.
 - End to end: ``empirical.split_experiment.run`` on generated Fashion-MNIST-shaped IDX files
   (tests/fakedata.py), figures included: at the full preset the default sweep's sizes (the demo preset: 2
   pairs of 10,000-image splits, 2 epochs, 100 test images, 16 draws, 8 IG nodes), smaller at --quick, skipped
@@ -20,7 +25,7 @@ import io
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -166,6 +171,75 @@ def _end_to_end(cfg: BenchConfig, device) -> dict:
             "other": "data loading, accuracy, the bounds' network constants (layer norms, empirical smoothness), figures"}
 
 
+PAPER_STEPS = 50 * 60000 // 32  # the smoothing paper's FMNIST training: 50 epochs of 60,000 images, batch 32
+
+
+def _smoothing_protocol(cfg: BenchConfig, device) -> dict:
+    from empirical.lockstep import train_lockstep
+    from empirical.smoothing_experiment import PAPER_REGIMES, REGIMES, SmoothingStudyConfig, attack_spec, build_regime
+
+    sc = SmoothingStudyConfig(attack_steps=cfg.smooth_attack_steps)
+    specs = [attack_spec(sc, sc.eps if REGIMES[r][1] else 0.0) for r in PAPER_REGIMES]
+    b = sc.train.batch_size
+
+    def nets():
+        out = []
+        for r in PAPER_REGIMES:
+            torch.manual_seed(0)
+            out.append(build_regime(sc, FASHION_MNIST, r).to(device))
+        return out
+
+    def lockstep(steps: int, graphs: bool | None, seed: int = 3):
+        x, y = _data(b * steps, device, seed=seed)
+        tc = replace(sc.train, epochs=1.0)
+        ms = nets()
+        recs = train_lockstep(ms, specs, x, y, FASHION_MNIST.normalize, tc, device, graphs=graphs, progress=False)
+        sync(device)
+        return ms, recs[0]
+
+    lockstep(2, None)  # warm-up: CUDA context, cuDNN plans, the allocator
+    _, rec = lockstep(cfg.smooth_steps, None)
+    per_step = (rec["train_seconds"] - rec["lockstep"]["capture_seconds"]) / rec["T"]
+    # one adversarial model alone, the eager way (A: plain LeNet, PGD-40 keeping the best iterate)
+    a = specs[PAPER_REGIMES.index("A")]
+    x, y = _data(b * (cfg.smooth_eager_steps + 1), device, seed=4)
+    tc = replace(sc.train, epochs=1.0)
+
+    def perturb(m, xb, yb):
+        return pgd_linf(m, FASHION_MNIST.normalize, xb, yb, a.eps, a.step_size, a.steps, use_best=a.use_best)
+
+    torch.manual_seed(0)
+    m = build_regime(sc, FASHION_MNIST, "A").to(device)
+    train(m, x[:b], y[:b], FASHION_MNIST.normalize, tc, device, perturb, progress=False)  # warm-up step
+    sync(device)
+    one = train(m, x[b:], y[b:], FASHION_MNIST.normalize, tc, device, perturb, progress=False)
+    sync(device)
+    alone_step = one["train_seconds"] / one["T"]
+    adversarial = sum(1 for s_ in specs if s_ is not None)
+    out = {"regimes": list(PAPER_REGIMES), "batch": b, "attack": asdict(a), "optimizer": "adam, lr 1e-3",
+           "lockstep": {"models": len(specs), "steps": rec["T"], "cuda_graphs": rec["lockstep"]["cuda_graphs"],
+                        "capture_seconds": rec["lockstep"]["capture_seconds"], "seconds_per_step": per_step,
+                        "images_per_s": len(specs) * b / per_step,
+                        "projected_paper_hours": PAPER_STEPS * per_step / 3600},
+           "one_model_eager": {"regime": "A", "steps": one["T"], "seconds_per_step": alone_step,
+                               "images_per_s": b / alone_step,
+                               "projected_paper_hours_all_regimes": adversarial * PAPER_STEPS * alone_step / 3600},
+           "paper_steps_per_model": PAPER_STEPS}
+    if torch.device(device).type == "cuda" and rec["lockstep"]["cuda_graphs"]:
+        graphed, _ = lockstep(3, True, seed=5)
+        eager, _ = lockstep(3, False, seed=5)
+        worst = None
+        for mg, me in zip(graphed, eager):
+            for pg, pe in zip(mg.state_dict().values(), me.state_dict().values()):
+                c = compare(pg, pe, 1e-4)
+                if worst is None or c["max_abs_diff"] / max(c["max_abs_reference"], 1e-30) > \
+                        worst["max_abs_diff"] / max(worst["max_abs_reference"], 1e-30):
+                    worst = c
+        worst["what"] = "every weight of the 7 models after 3 CUDA-graphed lockstep steps == after 3 eager ones"
+        out["graph_check"] = worst
+    return out
+
+
 def training_section(cfg: BenchConfig, device) -> dict:
     return {
         "natural_one_model": _train_one(cfg, device, cfg.train_steps, None),
@@ -174,5 +248,6 @@ def training_section(cfg: BenchConfig, device) -> dict:
         "pgd_vmap": _train_stacked(cfg, device, cfg.pgd_train_steps, cfg.pgd_steps),
         "pgd": {"eps": EPS, "step_size": ALPHA, "steps": cfg.pgd_steps, "use_best": False},
         "vmap_check": _vmap_check(device),
+        "smoothing_protocol": _smoothing_protocol(cfg, device),
         "end_to_end": _end_to_end(cfg, device) if cfg.e2e else "skipped in this preset",
     }

@@ -97,11 +97,37 @@ def _losses(model: nn.Module, normalize: Normalize, x_adv: torch.Tensor, y: torc
 
 def _keep_best(best: torch.Tensor, best_loss: torch.Tensor | None, x_adv: torch.Tensor,
                loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # torch.where, not masked assignment: the same values, but static shapes (no nonzero(), no host
+    # sync), so the whole attack can be captured in a CUDA graph (empirical.lockstep).
     if best_loss is None:
         return x_adv.clone(), loss.clone()
     better = loss > best_loss
-    best[better] = x_adv[better]
-    return best, torch.where(better, loss, best_loss)
+    return torch.where(better.view(-1, *([1] * (x_adv.dim() - 1))), x_adv, best), torch.where(better, loss, best_loss)
+
+
+def pgd_from(model: nn.Module, normalize: Normalize, x: torch.Tensor, y: torch.Tensor, x_start: torch.Tensor,
+             eps: float, step_size: float, steps: int, targeted: bool = False, use_best: bool = True) -> torch.Tensor:
+    r"""The PGD iterations of :func:`pgd_linf` from a given start ``x_start`` :math:`\in S(x)`, without input checks.
+
+    Pure tensor code with static shapes and no host synchronisation, so it can run inside a CUDA graph
+    capture; :func:`pgd_linf` is the checked entry point and calls it. The caller puts the model in eval mode.
+    """
+    sign = -1.0 if targeted else 1.0
+    with torch.enable_grad():
+        x_adv = x_start
+        best, best_loss = x_adv, None
+        for _ in range(steps):
+            x_adv = x_adv.detach().requires_grad_(True)
+            loss = sign * _losses(model, normalize, x_adv, y)  # larger is better for the attacker
+            if use_best:
+                best, best_loss = _keep_best(best, best_loss, x_adv.detach(), loss.detach())
+            (grad,) = torch.autograd.grad(loss.sum(), x_adv)
+            with torch.no_grad():
+                x_adv = project(step(x_adv, grad, step_size), x, eps)
+        if use_best:
+            with torch.no_grad():
+                best, _ = _keep_best(best, best_loss, x_adv, sign * _losses(model, normalize, x_adv, y))
+    return (best if use_best else x_adv).detach()
 
 
 def pgd_linf(model: nn.Module, normalize: Normalize | None, x: torch.Tensor, y: torch.Tensor, eps: float,
@@ -141,22 +167,9 @@ def pgd_linf(model: nn.Module, normalize: Normalize | None, x: torch.Tensor, y: 
     _check(x, y, eps, step_size, steps)
     normalize = normalize or _identity
     x = x.detach()
-    sign = -1.0 if targeted else 1.0
-    with _eval_mode(model), torch.enable_grad():
-        x_adv = random_perturb(x, eps, generator) if random_start else x.clone()
-        best, best_loss = x_adv, None
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            loss = sign * _losses(model, normalize, x_adv, y)  # larger is better for the attacker
-            if use_best:
-                best, best_loss = _keep_best(best, best_loss, x_adv.detach(), loss.detach())
-            (grad,) = torch.autograd.grad(loss.sum(), x_adv)
-            with torch.no_grad():
-                x_adv = project(step(x_adv, grad, step_size), x, eps)
-        if use_best:
-            with torch.no_grad():
-                best, _ = _keep_best(best, best_loss, x_adv, sign * _losses(model, normalize, x_adv, y))
-    return (best if use_best else x_adv).detach()
+    with _eval_mode(model):
+        x_start = random_perturb(x, eps, generator) if random_start else x.clone()
+        return pgd_from(model, normalize, x, y, x_start, eps, step_size, steps, targeted=targeted, use_best=use_best)
 
 
 def fgsm_rs(model: nn.Module, normalize: Normalize | None, x: torch.Tensor, y: torch.Tensor, eps: float,

@@ -33,6 +33,19 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DATASETS = ("fashion-mnist", "cifar10", "imagefolder")
 
 
+_AFFINE: dict = {}
+
+
+def _affine(mean: tuple, std: tuple, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (1, C, 1, 1) mean and std tensors, made once per device and dtype: a host-to-device copy on
+    every call would cost a transfer per batch and could not be captured in a CUDA graph (empirical.lockstep)."""
+    key = (mean, std, dtype, str(device))
+    if key not in _AFFINE:
+        _AFFINE[key] = (torch.tensor(mean, dtype=dtype, device=device).view(1, -1, 1, 1),
+                        torch.tensor(std, dtype=dtype, device=device).view(1, -1, 1, 1))
+    return _AFFINE[key]
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
@@ -46,8 +59,7 @@ class DatasetSpec:
 
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         """Pixel space [0,1] → network input space, per channel. x01: [N, C, H, W]."""
-        m = torch.tensor(self.mean, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
-        s = torch.tensor(self.std, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
+        m, s = _affine(self.mean, self.std, x01.dtype, x01.device)
         return (x01 - m) / s
 
     def sigma_abs(self, sigma_rel: float, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -22,7 +22,7 @@ Choices made here:
 - **Batching.** Images × noise draws × path steps are flattened into one index and evaluated ``max_batch``
   points per forward/backward (``None``: all at once); partial sums are carried across chunk borders and
   per-image draw statistics merged with Chan et al.'s parallel update, so results do not depend on
-  ``max_batch`` beyond float rounding. :func:`max_batch_for_memory` estimates a ``max_batch``.
+  ``max_batch`` beyond float rounding. :func:`empirical.memory.max_batch_for_memory` estimates a ``max_batch``.
 - **Noise (common random numbers).** Draw d of image i is counter-based: each value a hash of (seed, ids[i],
   d, position) (:mod:`empirical.keyed_rng`, :func:`draw_noise`), computed for a whole chunk at once on the
   device. So an image gets the same draws whatever batch it sits in and whatever ``max_batch`` is, the first
@@ -537,51 +537,3 @@ def saliency(method: str, model: nn.Module, x: torch.Tensor, target, **kw):
     if method in ("sg", "sg_ig"):
         return smoothgrad(model, x, target, base="vg" if method == "sg" else "ig", **kw)
     return gradcam(model, x, target, plus=method == "gradcampp", **kw)
-
-
-def max_batch_for_memory(model: nn.Module, sample_shape: Sequence[int], mem_mb: float,
-                         device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> int:
-    """Largest ``max_batch`` whose forward/backward (input gradient) should fit in ``mem_mb`` MiB, at least 1.
-
-    ``dtype``: of the probe inputs; default the dtype of the model's first floating-point parameter (float32
-    for a model without one).
-
-    CUDA: peak memory (``torch.cuda.max_memory_allocated``) of one forward/backward of 4 and of 8 samples; the
-    per-sample cost is the slope between them, so memory already held (weights) does not count. CPU:
-    no allocator statistics, so a conservative estimate, 3 × (input + every submodule's output) bytes per
-    sample, measured by hooks on one sample (kept for backward, their gradients, and slack); activations of
-    functional calls outside submodules are missed, which the factor 3 is meant to cover.
-    """
-    device = torch.device(device)
-    if dtype is None:
-        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    shape = tuple(int(s) for s in sample_shape)
-    budget = float(mem_mb) * 2 ** 20
-    if not math.isfinite(budget) or budget <= 0:
-        raise UserError(f"mem_mb must be a positive number, got {mem_mb!r}")
-    with _eval_mode(model):
-        if device.type == "cuda":
-            peaks = []
-            for b in (4, 8):
-                x = torch.randn((b,) + shape, device=device, dtype=dtype)
-                torch.cuda.synchronize(device)
-                torch.cuda.reset_peak_memory_stats(device)
-                start = torch.cuda.memory_allocated(device)
-                _target_grad(model, x, torch.zeros(b, dtype=torch.long, device=device))
-                torch.cuda.synchronize(device)
-                peaks.append(torch.cuda.max_memory_allocated(device) - start)
-            per_sample = max((peaks[1] - peaks[0]) / 4, peaks[1] / 8)
-        else:
-            sizes = []
-            hooks = [m.register_forward_hook(lambda mod, i, o: sizes.append(
-                o.numel() * o.element_size() if isinstance(o, torch.Tensor) else 0))
-                for m in model.modules() if m is not model]
-            try:
-                with torch.no_grad():
-                    x = torch.zeros((1,) + shape, device=device, dtype=dtype)
-                    model(x)
-            finally:
-                for h in hooks:
-                    h.remove()
-            per_sample = 3 * (x.numel() * x.element_size() + sum(sizes))
-    return max(1, int(budget // max(per_sample, 1)))

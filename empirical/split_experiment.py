@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from empirical import bounds as netbounds
 from empirical import data as data_mod
-from empirical import metrics, models, saliency
+from empirical import memory, metrics, models, saliency
 from empirical.errors import UserError
 from empirical.results import UnitCache, provenance, write_csv, write_json
 from empirical.training import TrainConfig, accuracy, config_digest, train_or_load
@@ -199,7 +199,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     gaps = netbounds.assumption_gaps(networks[0][0])
 
     if cfg.mem_mb is not None:  # results do not depend on max_batch (tested), only speed and memory do
-        fit = saliency.max_batch_for_memory(networks[0][0], tuple(x_test.shape[1:]), cfg.mem_mb, device)
+        fit = memory.max_batch_for_memory(networks[0][0], tuple(x_test.shape[1:]), cfg.mem_mb, device)
         cfg = replace(cfg, max_batch=max(1, min(cfg.max_batch, fit)))
 
     # ---- maps and measurements, one cached unit per (pair, σ, method)

@@ -9,7 +9,8 @@
 #   there:        device run, carry [".gpu"], command:
 #                 SALIENCY_STABILITY_COMMIT=<git rev-parse HEAD, here> bash scripts/gpu_runs.sh JOB
 #                 (the device's copy of the tree can carry a stale .git: the results record this commit instead)
-#                 JOB: bench | split | loo | smoothing  (one per call: each is sized to end inside 10 min)
+#                 JOB: bench | split | loo | smoothing | smoothing-paper (each sized to end inside 10 min,
+#                 except smoothing-paper: see below)
 #   back here:    the call's files land in files_at: JOB.tar.gz (the results folder without checkpoints)
 #                 and JOB.log; unpack with `tar -xzf JOB.tar.gz -C results/` and commit.
 #
@@ -18,12 +19,18 @@
 # paper grid with 100 test images, 32 draws and 16 IG nodes; the smoothing study trains the medium preset
 # (20k images, FGSM with random start) for 3 epochs (SMOOTHING_EPOCHS): its paper protocol (7 regimes x 50
 # epochs x 60k images of PGD-40 at batch 32, about 9e9 sequential LeNet passes in 7e5 optimizer steps)
-# needs hours on one GPU. Each results folder's config records the sizes it ran at.
+# takes hours eagerly. Each results folder's config records the sizes it ran at.
+#
+# smoothing-paper: the paper protocol itself (`--preset paper`: 7 regimes, 50 epochs of 60k images, PGD-40,
+# batch 32), trained in lockstep with CUDA-graphed steps (empirical/lockstep.py). Its run folder is kept on the
+# machine between calls, so a call stopped by JOB_TIMEOUT resumes in the next call from the last epoch
+# boundary (the machine must still be warm: call again at once). bench's training.smoothing_protocol
+# projects its training time (lockstep.projected_paper_hours): run `smoke bench` first and check it fits.
 #
 # Several jobs per call: `bash scripts/gpu_runs.sh split loo` runs them in turn; GPU_RUNS_PARALLEL=1 side by
 # side on the one GPU (wall times then overlap). `smoke` runs every job at tiny sizes on the GPU and the
 # tests that need one. JOB_TIMEOUT (s, default 590) stops a job that would outrun the call; SPLIT_ARGS,
-# LOO_ARGS, SMOOTH_ARGS, BENCH_ARGS add flags (later flags override the preset).
+# LOO_ARGS, SMOOTH_ARGS, BENCH_ARGS, PAPER_ARGS add flags (later flags override the preset).
 #
 # GPU_RUNS_TINY=1 runs every job at a smoke size on the CPU (the plumbing check used here, with no GPU);
 # GPU_RUNS_DRY=1 prints the job's module and arguments, one per line, and runs nothing (tests parse them).
@@ -45,8 +52,8 @@ fi
 jobs=("$@")
 [ ${#jobs[@]} -gt 0 ] || jobs=(usage)
 for j in "${jobs[@]}"; do
-    case "$j" in bench|split|loo|smoothing|smoke) ;; *)
-        echo "usage: bash scripts/gpu_runs.sh prepare | JOB... with JOB in smoke bench split loo smoothing (see the header)" >&2
+    case "$j" in bench|split|loo|smoothing|smoothing-paper|smoke) ;; *)
+        echo "usage: bash scripts/gpu_runs.sh prepare | JOB... with JOB in smoke bench split loo smoothing smoothing-paper (see the header)" >&2
         exit 2;;
     esac
 done
@@ -68,6 +75,7 @@ tiny_smooth=(--small --regimes N A --epochs 0.1 --train-images 200 --eval-images
 if [ -n "${GPU_RUNS_TINY:-}" ]; then
     dev=${GPU_RUNS_DEVICE:-cpu}
     split_args=("${tiny_split[@]}"); loo_args=("${tiny_loo[@]}"); smooth_args=("${tiny_smooth[@]}"); bench_args=(--tiny)
+    paper_args=("${tiny_smooth[@]}")
 else
     dev=${GPU_RUNS_DEVICE:-cuda}
     # the sizes of the committed runs (results/*-gpu): side by side in one 10-minute call, split and loo took
@@ -76,10 +84,12 @@ else
     loo_args=(--preset paper --test-images 100 --draws 32 --ig-steps 16)
     smooth_args=(--preset medium --epochs "${SMOOTHING_EPOCHS:-3}" --robust-images 512 --robust-steps 100)
     bench_args=()
+    paper_args=(--preset paper)
 fi
 # extra flags per job (flags given later override the preset): SPLIT_ARGS, LOO_ARGS, SMOOTH_ARGS, BENCH_ARGS
 read -r -a extra_split <<< "${SPLIT_ARGS:-}"; read -r -a extra_loo <<< "${LOO_ARGS:-}"
 read -r -a extra_smooth <<< "${SMOOTH_ARGS:-}"; read -r -a extra_bench <<< "${BENCH_ARGS:-}"
+read -r -a extra_paper <<< "${PAPER_ARGS:-}"; paper_args+=("${extra_paper[@]}")
 split_args+=("${extra_split[@]}"); loo_args+=("${extra_loo[@]}"); smooth_args+=("${extra_smooth[@]}")
 bench_args+=("${extra_bench[@]}")
 
@@ -91,6 +101,7 @@ job_cmd() {
         split) cmd=(empirical.split_stability --device "$dev" --data-root "$data" --out "$run" --no-progress "${split_args[@]}") ;;
         loo) cmd=(empirical.loo_stability --device "$dev" --data-root "$data" --out "$run" --no-progress "${loo_args[@]}") ;;
         smoothing) cmd=(empirical.smoothing_study --device "$dev" --data-root "$data" --out "$run" --no-progress "${smooth_args[@]}") ;;
+        smoothing-paper) cmd=(empirical.smoothing_study --device "$dev" --data-root "$data" --out "$run" "${paper_args[@]}") ;;
     esac
 }
 
@@ -106,7 +117,7 @@ mkdir -p "$out" runs
 # come back through $OUT; JOB_TIMEOUT (s) stops a job that would outrun the call, keeping what it wrote
 run_job() {
     local j=$1 run=runs/gpu-$1 st=0
-    rm -rf "$run"
+    [ "$j" = smoothing-paper ] || rm -rf "$run"  # the paper study resumes across calls from its checkpoints
     job_cmd "$j" "$run"
     timeout "${JOB_TIMEOUT:-590}" "$PY" -m "${cmd[@]}" > "$out/$j.log" 2>&1 || st=$?
     tar -czf "$out/$j.tar.gz" --exclude=checkpoints -C runs "gpu-$j" 2>/dev/null || true
@@ -132,7 +143,9 @@ smoke() {
         "$PY" -m pytest -q -rfs --tb=line -p no:cacheprovider tests/test_cli.py tests/test_quality_metrics.py::test_cuda_matches_cpu \
             tests/test_saliency.py::test_cuda_results_stay_on_device_and_match_cpu \
             tests/test_smoothing.py::test_block_runs_on_cuda_and_matches_cpu tests/test_attacks.py::test_attack_stays_on_cuda \
-            tests/test_benchmarks.py::test_memory_section_on_cuda_has_no_oom 2>&1 | tail -n 25
+            tests/test_benchmarks.py::test_memory_section_on_cuda_has_no_oom \
+            tests/test_lockstep.py::test_cuda_graphs_match_eager_steps \
+            "tests/test_benchmarks.py::test_batch_invariant_explain_gives_each_image_the_same_bits_in_any_batch" 2>&1 | tail -n 25
     } > "$out/smoke.log" 2>&1 || st=$?
     grep -h "Error\|error:\|passed\|failed\|exit" "$out/smoke.log" | tail -n 20
     return "$st"

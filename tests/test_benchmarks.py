@@ -37,6 +37,10 @@ def test_tiny_run_writes_every_section_and_every_check_passes(tmp_path, capsys):
     for k in ("natural_one_model", "pgd_one_model", "natural_vmap", "pgd_vmap"):
         assert t[k]["images_per_s"] > 0
     assert t["vmap_check"]["passed"]
+    sp = t["smoothing_protocol"]
+    assert sp["regimes"] == ["N", "A", "M1", "M2", "G", "E", "NG"] and sp["lockstep"]["models"] == 7
+    assert sp["lockstep"]["cuda_graphs"] is False and sp["lockstep"]["projected_paper_hours"] > 0
+    assert sp["one_model_eager"]["projected_paper_hours_all_regimes"] > 0 and sp["paper_steps_per_model"] == 93750
     assert "n/a on CPU" in res["memory"]["peak"]
 
     checks = collect_checks({k: res[k] for k in SECTIONS})
@@ -52,6 +56,23 @@ def test_memory_section_on_cuda_has_no_oom():
     res = memory_section(PRESETS["tiny"], "cuda")
     assert res["check"]["passed"] and all(s["check"]["passed"] for s in res["sweeps"])
     assert all(q["peak_bytes"] > 0 for q in res["resnet18_224_caps"])
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_batch_invariant_explain_gives_each_image_the_same_bits_in_any_batch(device):
+    from benchmarks.common import build_model
+    from benchmarks.metrics_bench import batch_invariant
+    from empirical import saliency
+
+    model = build_model("lenet-28", device, act="softplus")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(11, 1, 28, 28, generator=g).to(device)
+    t = torch.randint(0, 10, (11,), generator=g).to(device)
+    f = batch_invariant(lambda a, b: saliency.vanilla_gradient(model, a, b), 4)
+    whole = f(x, t)
+    assert whole.shape == x.shape
+    assert torch.equal(f(x[3:5], t[3:5]), whole[3:5]) and torch.equal(f(x[9:], t[9:]), whole[9:])
+    assert torch.allclose(whole, saliency.vanilla_gradient(model, x, t), rtol=1e-5, atol=1e-7)
 
 
 def test_helpers():

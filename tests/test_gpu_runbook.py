@@ -23,10 +23,10 @@ def dry(job: str, tiny: bool) -> list[str]:
 
 
 @pytest.mark.parametrize("tiny", [False, True])
-@pytest.mark.parametrize("job", ["split", "loo", "smoothing", "bench"])
+@pytest.mark.parametrize("job", ["split", "loo", "smoothing", "smoothing-paper", "bench"])
 def test_runbook_arguments_parse(job, tiny):
     module, *args = dry(job, tiny)
-    assert MODULES[module] == job
+    assert MODULES[module] == job.split("-")[0]
     assert ("cpu" if tiny else "cuda") == args[args.index("--device") + 1]
     mod = importlib.import_module("benchmarks.__main__" if module == "benchmarks" else module)
     ns = mod.parser().parse_args(args)

@@ -4,6 +4,7 @@ Tolerances: float64 throughout, so agreement with Captum is to rounding (atol 1e
 for sums over path steps and draws); Monte-Carlo statements use margins of several standard errors.
 """
 import doctest
+import math
 import importlib
 from collections import OrderedDict
 
@@ -14,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from empirical.saliency import (METHODS, RULES, draw_noise, gradcam, ig_quadrature, integrated_gradients,
-                                max_batch_for_memory, saliency, smoothed, smoothgrad, vanilla_gradient)
+from empirical.memory import max_batch_for_memory, shrink_to_fit
+from empirical.saliency import (METHODS, RULES, draw_noise, gradcam, ig_quadrature, integrated_gradients, saliency,
+                                smoothed, smoothgrad, vanilla_gradient)
 
 pytest.importorskip("captum.attr")
 from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel,  # noqa: E402
@@ -438,6 +440,37 @@ def test_max_batch_for_memory_on_cpu_scales_with_the_budget():
     per = 3 * 4 * (72 + 5 * 144 + 3)
     assert big == (64 * 2 ** 20) // per
     assert max_batch_for_memory(model, (2, 6, 6), 1e-9) == 1
+
+
+@settings(max_examples=200)
+@given(st.floats(1e3, 1e6), st.floats(1.0, 1.5), st.floats(0.0, 1e7), st.floats(1.0, 4.0), st.floats(1e7, 1e10))
+def test_shrink_to_fit_ends_inside_the_budget_and_near_the_largest_fit(c, p, fixed, overshoot, budget):
+    """Memory that grows faster than linearly in the batch (a workspace) and an estimate up to 4x too large:
+    the batch found fits, and is at least 0.4 of the largest that fits (less one)."""
+    def peak(b):
+        return fixed + c * b ** p
+    if peak(1) > budget:
+        assert shrink_to_fit(100, peak, budget) == 1
+        return
+    true = 1
+    while peak(true * 2) <= budget:
+        true *= 2
+    lo, hi = true, true * 2  # bisect the largest fitting batch
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if peak(mid) <= budget else (lo, mid)
+    start = max(lo, int(lo * overshoot))
+    got = shrink_to_fit(start, peak, budget)
+    assert peak(got) <= budget and got >= 0.4 * lo - 1  # (- 1: integer rounding at tiny batches)
+
+
+def test_shrink_to_fit_halves_after_out_of_memory():
+    calls = []
+
+    def peak(b):
+        calls.append(b)
+        return math.inf if b > 10 else 1.0
+    assert shrink_to_fit(1000, peak, 100.0) == 7 and calls[:3] == [1000, 500, 250]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

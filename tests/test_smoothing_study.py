@@ -51,6 +51,18 @@ def test_tiny_study_end_to_end(fm, tmp_path):
     again = json.loads((tmp_path / "results.json").read_text())
     assert all(m["reused_checkpoint"] for m in again["models"])
     assert again["table"] == rows
+    # the first model's evaluation kept, the others recomputed: the same numbers (the robust-accuracy attack
+    # once drew its random start from the global RNG, whose state then depended on which units were cached)
+    units = sorted((tmp_path / "units").glob("*.json"), key=lambda f: f.stat().st_mtime_ns)
+    assert len(units) == 3
+    for f in units[1:]:
+        f.unlink()
+    assert smoothing_study.main(args) == 0
+    third = json.loads((tmp_path / "results.json").read_text())
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+    assert strip(third["table"]) == strip(rows)
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -70,3 +82,24 @@ def test_bad_input(args, needle, fm, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert not (tmp_path / "o" / "checkpoints").exists()
+
+
+def test_robust_accuracy_attack_is_seeded_by_the_config(monkeypatch):
+    """The robust-accuracy PGD draws its random start from a generator seeded by the study's seed, not from the
+    global RNG (whose state depends on what ran before, so a cached evaluation unit would not reproduce)."""
+    from empirical import attacks, smoothing_experiment
+    from empirical.smoothing_experiment import PixelModel, evaluate_model
+
+    seen = []
+
+    def spy(*a, generator=None, **kw):
+        seen.append(generator)
+        raise KeyboardInterrupt  # only the call's arguments matter here
+    monkeypatch.setattr(attacks, "robust_accuracy", spy)
+    assert smoothing_experiment.attacks is attacks
+    cfg = SmoothingStudyConfig(seed=4)
+    pm = PixelModel(build_regime(cfg, FASHION_MNIST, "N"), FASHION_MNIST).eval()
+    x, y = torch.rand(2, 1, 28, 28), torch.tensor([0, 1])
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(cfg, pm, x, y, torch.arange(2), x, y, "N", 0.0, 1.0)
+    assert isinstance(seen[0], torch.Generator) and seen[0].initial_seed() == 4 + 5
