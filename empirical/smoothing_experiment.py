@@ -308,9 +308,9 @@ def evaluate_model(cfg: SmoothingStudyConfig, pm: PixelModel, x, y, ids, x_all, 
 
         maps = explain(x, y, ids) if meth == "sg" else explain(x, y)
         common = dict(radius=cfg.stab_radius, n_samples=cfg.stab_samples, eps_min=cfg.eps_min, seed=cfg.seed, ids=ids)
-        ris = quality.relative_input_stability(ex, pm, x, y, **common)
-        ros = quality.relative_output_stability(ex, pm, x, y, **common)
-        rrs = quality.relative_representation_stability(ex, pm, _representation(pm), x, y, **common)
+        # RIS, ROS, RRS on the same perturbations, each perturbed image explained once for all three
+        stab = quality.relative_stabilities(ex, pm, x, y, representation=_representation(pm), **common)
+        ris, ros, rrs = stab["input"], stab["output"], stab["representation"]
         # tol 1e-6: the imputation's solve error stays far below its own noise (std 0.01, Rong et al.)
         road = {o: quality.road(pm, x, maps, y, percentages=cfg.road_percentages, order=o, seed=cfg.seed, ids=ids,
                                 tol=1e-6) for o in ("morf", "lerf")}

@@ -18,6 +18,7 @@ from empirical.errors import UserError
 from empirical.metrics import ssim, topk_iou
 from empirical.quality import (gini, keyed_uniform, linf_ball_perturbations, noisy_linear_imputation,
                                relative_input_stability, relative_output_stability, relative_representation_stability,
+                               relative_stabilities,
                                removal_order, road, road_auc)
 
 quantus = pytest.importorskip("quantus")
@@ -270,6 +271,37 @@ def test_rrs_without_division_is_eq41_as_printed():
     vals = torch.stack([((e0 - explain(xp[s], y).flatten(1)) / e0).norm(dim=1)
                         / (rep(x) - rep(xp[s])).norm(dim=1).clamp_min(1e-6) for s in range(3)])
     assert torch.allclose(a.score, vals.amax(0).detach())
+
+
+def test_all_three_stabilities_from_one_pass_equal_the_separate_calls():
+    """relative_stabilities explains each perturbation once and shares the maps: the same numbers, bit for bit,
+    as RIS, ROS and RRS computed one by one (flips included), with a third of the explain calls."""
+    model = _model(1)
+    calls = {"rows": 0}
+    base = _explainer(model)
+
+    def explain(x, target):
+        calls["rows"] += x.shape[0]
+        return base(x, target)
+    rep = lambda v: model[:3](v)  # noqa: E731
+    x = _images(7, 1, 0.0, 1.0)
+    kw = dict(radius=0.3, n_samples=6, seed=2, batch_size=14)
+    together = relative_stabilities(explain, model, x, representation=rep, **kw)
+    rows_together, calls["rows"] = calls["rows"], 0
+    alone = {"input": relative_input_stability(explain, model, x, **kw),
+             "output": relative_output_stability(explain, model, x, **kw),
+             "representation": relative_representation_stability(explain, model, rep, x, **kw)}
+    assert 3 * rows_together == calls["rows"]
+    assert int(together["input"].n_excluded.sum()) > 0  # the flip exclusion is exercised
+    for k, r in alone.items():
+        assert torch.equal(r.score.isnan(), together[k].score.isnan())
+        assert torch.equal(r.score.nan_to_num(), together[k].score.nan_to_num())
+        assert torch.equal(r.n_excluded, together[k].n_excluded)
+    assert set(relative_stabilities(explain, model, x, kinds=("output",), **kw)) == {"output"}
+    with pytest.raises(ValueError, match="unknown stability kind"):
+        relative_stabilities(explain, model, x, kinds=("inputs",))
+    with pytest.raises(ValueError, match="representation must be a callable"):
+        relative_stabilities(explain, model, x)
 
 
 def test_stability_rejects_bad_arguments():
