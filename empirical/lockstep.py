@@ -24,6 +24,7 @@ optimisers go through :func:`~empirical.training.train`.
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -150,20 +151,24 @@ def train_lockstep(
     start = 1
     capture_seconds = 0.0
 
-    # ---- resume: every model from its own snapshot; the batch order is shared, so they must agree on t
-    states = [_load(j, stamp) for j in jobs]
-    ts = {st["t"] if st is not None else 0 for st in states}
-    if len(ts) == 1 and next(iter(ts)) > 0:
-        for j, st in zip(jobs, states):
+    # ---- resume: every model from its own snapshot, all at the same step (the batch order is shared). Each
+    # model keeps its previous snapshot beside the current one, so a run killed while writing the group's
+    # snapshots (some new, some not yet) resumes from the last boundary that every model reached.
+    cands = [_load(j, stamp) for j in jobs]
+    common = set.intersection(*[set(c) for c in cands]) if cands else set()
+    if common:
+        t_done = max(common)
+        for j, c in zip(jobs, cands):
+            st = c[t_done]
             j.model.load_state_dict(st["model"])
             j.opt.load_state_dict(st["opt"])
             j.set_capturable()
-            (j.gen.set_state(st["cuda_rng"] if device.type == "cuda" else st["rng"]))
+            j.gen.set_state(st["cuda_rng"] if device.type == "cuda" else st["rng"])
             j.log[: len(st["losses"])] = st["losses"].to(device)
             j.before = st["seconds"]
-        order, start = states[0]["order"], states[0]["t"] + 1
-        g.set_state(states[0]["g"])
-    # (snapshots at different epochs — some models finished a boundary the others did not — restart all)
+        order, start = cands[0][t_done]["order"], t_done + 1
+        g.set_state(cands[0][t_done]["g"])
+    del cands
 
     def step_fn(j: _Job) -> None:
         x_in = xs
@@ -198,7 +203,10 @@ def train_lockstep(
                     torch.cuda.synchronize(device)
                 for j in jobs:
                     if j.resume is not None:
-                        atomic_save(snapshot(j, t - 1), Path(j.resume))
+                        path = Path(j.resume)
+                        if path.exists():
+                            os.replace(path, previous(path))
+                        atomic_save(snapshot(j, t - 1), path)
             order = torch.cat([order, torch.randperm(n, generator=g)])
         idx, order = order[: cfg.batch_size].to(device), order[cfg.batch_size:]
         xs.copy_(xd[idx].float().div_(255.0))
@@ -245,14 +253,26 @@ def train_lockstep(
     return records
 
 
-def _load(j: _Job, stamp: dict) -> dict | None:
-    if j.resume is None or not Path(j.resume).exists():
-        return None
-    try:
-        st = torch.load(j.resume, map_location="cpu", weights_only=False)
-        return st if {k: st[k] for k in stamp} == stamp else None
-    except Exception:  # a damaged or foreign state file: train from the start
-        return None
+def previous(path: Path) -> Path:
+    """Where the snapshot before ``path``'s current one is kept."""
+    return path.with_name(path.name + ".prev")
+
+
+def _load(j: _Job, stamp: dict) -> dict[int, dict]:
+    """The model's snapshots of this configuration (current and previous), by the step they end at."""
+    found = {}
+    if j.resume is None:
+        return found
+    for f in (previous(Path(j.resume)), Path(j.resume)):
+        if not f.exists():
+            continue
+        try:
+            st = torch.load(f, map_location="cpu", weights_only=False)
+            if {k: st[k] for k in stamp} == stamp:
+                found[int(st["t"])] = st
+        except Exception:  # a damaged or foreign state file is ignored
+            pass
+    return found
 
 
 def _capture_all(jobs: list[_Job], step_fn: Callable[[_Job], None], device: torch.device) -> bool:
@@ -332,5 +352,6 @@ def train_many_or_load(
             rec.update(key=key, key_parts=key_parts[i])
             atomic_save({"state_dict": model.state_dict(), "record": rec}, path)
             partial.unlink(missing_ok=True)
+            previous(partial).unlink(missing_ok=True)
             out[i] = (model, rec, False)
     return out  # type: ignore[return-value]

@@ -103,6 +103,32 @@ def test_interrupted_lockstep_resumes_bit_for_bit(tmp_path):
     assert all(_same(a, b) for a, b in zip(whole, resumed))
 
 
+def test_a_run_killed_while_writing_its_snapshots_resumes_from_the_last_common_boundary(tmp_path, monkeypatch):
+    """Killed after model 0 saved its step-8 snapshot but before model 1 did: every model goes back to step 4
+    (each keeps its previous snapshot), and the result is still bit-identical to an uninterrupted run."""
+    import empirical.lockstep as ls
+    x, y = _data()
+    whole = [_build(k) for k in range(3)]
+    train_lockstep(whole, SPECS[:3], x, y, NORM, CFG, progress=False)
+    parts = [tmp_path / f"{k}.partial.pt" for k in range(3)]
+    real, calls = ls.atomic_save, {"n": 0}
+
+    def dying_save(obj, path):
+        calls["n"] += 1
+        if calls["n"] == 5:  # boundary t=4: saves 1-3; boundary t=8: model 0 saves (4), model 1 dies (5)
+            raise KeyboardInterrupt
+        real(obj, path)
+    monkeypatch.setattr(ls, "atomic_save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_lockstep([_build(k) for k in range(3)], SPECS[:3], x, y, NORM, CFG, resumes=parts, progress=False)
+    monkeypatch.setattr(ls, "atomic_save", real)
+    assert torch.load(parts[0], weights_only=False)["t"] == 8 and not parts[1].exists()
+    resumed = [_build(k) for k in range(3)]
+    recs = train_lockstep(resumed, SPECS[:3], x, y, NORM, CFG, resumes=parts, progress=False)
+    assert all(r["resumed_after_step"] == 4 for r in recs)
+    assert all(_same(a, b) for a, b in zip(whole, resumed))
+
+
 def test_lockstep_resumes_a_snapshot_written_by_train(tmp_path):
     """The snapshot formats agree: train() stopped mid-run, lockstep finishes it, same weights as train() alone."""
     x, y = _data()
@@ -130,7 +156,7 @@ def test_train_many_or_load_shares_checkpoints_with_train_or_load(tmp_path):
     parts = [{"k": k} for k in range(3)]
     builds = [lambda k=k: _net(("median", "mean", "nonlocal_gaussian")[k]) for k in range(3)]
     first = train_many_or_load(builds, parts, SPECS[:3], tmp_path, kw)
-    assert [r for _, _, r in first] == [False] * 3 and list(tmp_path.glob("*.partial.pt")) == []
+    assert [r for _, _, r in first] == [False] * 3 and list(tmp_path.glob("*.partial.pt*")) == []
     again = train_many_or_load(builds, parts, SPECS[:3], tmp_path, kw)
     assert [r for _, _, r in again] == [True] * 3
     assert all(_same(a[0], b[0]) for a, b in zip(first, again))
