@@ -65,6 +65,16 @@ def test_tiny_study_end_to_end(fm, tmp_path):
     assert strip(third["table"]) == strip(rows)
 
 
+def test_eps_grid_trains_each_adversarial_regime_at_each_eps_and_plots_the_tradeoff(fm, tmp_path):
+    args = ["--data-root", str(fm), "--regimes", "N", "A", "--eps-grid", "0.03", "--out", str(tmp_path)] + TINY
+    assert smoothing_study.main(args) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert sorted((m["regime"], m["eps"]) for m in res["models"]) == [("A", 0.03), ("A", 0.1), ("N", 0.0)]
+    assert all(m["lockstep"]["models"] == 3 for m in res["models"])  # trained together
+    assert {(r["regime"], r["eps"]) for r in res["table"]} == {("A", 0.03), ("A", 0.1), ("N", 0.0)}
+    assert (tmp_path / "tradeoff_eps.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--regimes", "X"], "X"),
     (["--eps", "-1"], "positive"),
