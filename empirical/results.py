@@ -75,11 +75,17 @@ COMMIT_ENV = "SALIENCY_STABILITY_COMMIT"
 
 
 def git_commit() -> str | None:
-    """HEAD of the repository the code runs from ("-dirty" when it has uncommitted changes), or the value of
-    $SALIENCY_STABILITY_COMMIT when set: a copy of the working tree on another machine (the device tool's)
-    can carry a stale .git, so the commit the code came from is passed in from where it was committed."""
+    """HEAD of the repository the code runs from ("-dirty" when it has uncommitted changes) when this process
+    started (when this module was first imported: a long run records the code it loaded, not what was
+    committed while it ran), or the value of $SALIENCY_STABILITY_COMMIT when set: a copy of the working tree
+    on another machine (the device tool's) can carry a stale .git, so the commit the code came from is passed
+    in from where it was committed."""
     if os.environ.get(COMMIT_ENV):
         return os.environ[COMMIT_ENV].strip()
+    return _COMMIT_AT_START
+
+
+def _read_git_commit() -> str | None:
     try:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
@@ -89,6 +95,9 @@ def git_commit() -> str | None:
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+_COMMIT_AT_START = _read_git_commit()
 
 
 def versions() -> dict[str, str]:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from empirical import attacks, curvature, metrics, models, quality, saliency
+from empirical import attacks, curvature, figures_smoothing, metrics, models, quality, saliency
 from empirical import data as data_mod
 from empirical.errors import UserError
 from empirical.results import UnitCache, provenance, write_csv, write_json
@@ -285,7 +285,6 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
     write_json(out / "results.json", results)
     write_csv(out / "table.csv", rows)
     write_csv(out / "curves.csv", curves)
-    from empirical import figures_smoothing
     figures_smoothing.make(results, out)
     return results
 

@@ -106,7 +106,7 @@ def config_from_args(args) -> SmoothingStudyConfig:
 
 
 def print_table(res: dict) -> None:
-    cols = ("regime", "method", "benign_accuracy", "robust_accuracy", "gini", "log10_ris", "log10_ros", "log10_rrs",
+    cols = ("regime", "eps", "method", "benign_accuracy", "robust_accuracy", "gini", "log10_ris", "log10_ros", "log10_rrs",
             "road_auc_morf", "curvature_mean", "dG", "dRIS", "dROAD")
     print("  ".join(f"{c:>10.10}" for c in cols))
     for r in res["table"]:

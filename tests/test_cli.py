@@ -68,6 +68,21 @@ def test_commit_can_be_passed_in_for_a_copied_tree(monkeypatch):
     assert provenance("cpu")["git_commit_from"] == "repository"
 
 
+def test_commit_is_the_one_the_process_started_from(monkeypatch):
+    """A long run records the commit it loaded its code from: git is read once, when empirical.results is
+    first imported, not when the results are written (a commit made meanwhile does not count)."""
+    import subprocess
+
+    from empirical import results
+    monkeypatch.delenv(results.COMMIT_ENV, raising=False)
+
+    def no_git(*a, **kw):
+        raise AssertionError("git read again after start")
+    monkeypatch.setattr(subprocess, "run", no_git)
+    monkeypatch.setattr(results, "_COMMIT_AT_START", "feedc0de")
+    assert results.provenance("cpu")["git_commit"] == "feedc0de"
+
+
 @pytest.mark.parametrize("module,run_name,argv", [
     ("empirical.split_stability", "run", ["--preset", "paper", "--device", "cpu"]),
     ("empirical.loo_stability", "run", ["--preset", "paper", "--device", "cpu"]),
