@@ -71,7 +71,7 @@ data=.gpu/data
 
 tiny_split=(--sigma 0.1 --pairs 1 --n 300 --test-images 4 --draws 2 --ig-steps 2 --epochs 0.2)
 tiny_loo=(--n 16 32 --steps 16 32 --replicas 2 --sigma 0.1 --test-images 4 --draws 2 --ig-steps 2)
-tiny_smooth=(--small --regimes N A --epochs 0.1 --train-images 200 --eval-images 8)
+tiny_smooth=(--small --regimes N A M1 M2 G E NG --epochs 0.1 --train-images 200 --eval-images 8)  # every block captured
 if [ -n "${GPU_RUNS_TINY:-}" ]; then
     dev=${GPU_RUNS_DEVICE:-cpu}
     split_args=("${tiny_split[@]}"); loo_args=("${tiny_loo[@]}"); smooth_args=("${tiny_smooth[@]}"); bench_args=(--tiny)
