@@ -12,6 +12,7 @@ from empirical import smoothing_study
 from empirical.data import FASHION_MNIST
 from empirical.smoothing_experiment import REGIMES, SmoothingStudyConfig, build_regime
 from tests.fakedata import fake_fashion_mnist
+from tests.notebooks import committed, run_notebook
 
 TINY = ["--small", "--train-images", "120", "--eval-images", "6", "--robust-steps", "2", "--robust-images", "6",
         "--sg-draws", "2", "--ig-steps", "2", "--stab-samples", "2", "--no-progress", "--device", "cpu"]
@@ -113,3 +114,12 @@ def test_robust_accuracy_attack_is_seeded_by_the_config(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(cfg, pm, x, y, torch.arange(2), x, y, "N", 0.0, 1.0)
     assert isinstance(seen[0], torch.Generator) and seen[0].initial_seed() == 4 + 5
+
+
+def test_notebook_reads_the_committed_runs():
+    nb, text = run_notebook("smoothing_study.ipynb", committed("smoothing_study-gpu"))
+    assert "[VG] adversarial training makes maps sparser (dG > 0): 6/6 regimes" in text
+    assert "[VG] A less stable than N by ROS: yes" in text and "no ε grid in this run" in text
+    assert any(o.get("output_type") == "display_data" for c in nb.cells for o in c.get("outputs", []))
+    _, text = run_notebook("smoothing_study.ipynb", committed("smoothing_study-epsgrid-medium"))
+    assert "[VG] Gini of A over ε = [0.01, 0.03, 0.06, 0.1]: [0.572, 0.606, 0.625, 0.631]" in text
