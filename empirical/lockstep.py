@@ -60,7 +60,7 @@ class _Job:
     """One model's training state: model, optimiser, random-start generator, static buffers, snapshots."""
 
     def __init__(self, model: nn.Module, attack: AttackSpec | None, cfg: TrainConfig, device: torch.device,
-                 xs: torch.Tensor, xs_all: torch.Tensor, resume: Path | None, capturable: bool):
+                 xs: torch.Tensor, steps: int, resume: Path | None, capturable: bool):
         self.model, self.attack, self.resume = model.to(device).train(), attack, resume
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr, capturable=capturable)
@@ -70,7 +70,7 @@ class _Job:
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
         self.u = torch.zeros_like(xs)  # the random start's U[0, 1] draws, refilled before every step
         self.loss = torch.zeros((), device=device)  # the step's loss, written by the step (or its graph)
-        self.log = torch.zeros(cfg.steps(len(xs_all)), device=device)  # loss of step t at t - 1
+        self.log = torch.zeros(steps, device=device)  # the loss of step t (1..T) at t - 1
         self.graph: torch.cuda.CUDAGraph | None = None
         self.stream: torch.cuda.Stream | None = None
         self.before = 0.0  # seconds of training before a resume
@@ -144,7 +144,7 @@ def train_lockstep(
     ys = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)
     if B != cfg.batch_size:
         raise UserError(f"batch size {cfg.batch_size} exceeds the {n} training images")
-    jobs = [_Job(m, a, cfg, device, xs, xd, r, capturable=graphs) for m, a, r in zip(models, attacks, resumes)]
+    jobs = [_Job(m, a, cfg, device, xs, T, r, capturable=graphs) for m, a, r in zip(models, attacks, resumes)]
     g = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
     stamp = {"config": asdict(cfg), "T": T, "n": n}
     order = torch.empty(0, dtype=torch.long)
