@@ -167,6 +167,13 @@ def _channels_after(net: nn.Module, name: str, spec: data_mod.DatasetSpec) -> in
     return int(shapes[0][1])
 
 
+def lockstep_group(cfg: SmoothingStudyConfig, n_models: int) -> int:
+    """How many models train together. All of them for LeNet, whose steps are launch-bound (the reason for
+    lockstep). One at a time for the larger networks: their steps already fill the GPU, and each model's CUDA
+    graph keeps a memory pool of its own, so seven WRN-28-10s at once would hold seven sets of activations."""
+    return max(1, n_models) if cfg.model == "lenet" else 1
+
+
 def attack_spec(cfg: SmoothingStudyConfig, eps: float) -> AttackSpec | None:
     """The training attack at ε: PGD with step ε/10 for `attack_steps` steps (appendix A), keeping each image's
     best iterate (MadryLab robustness's default), or FGSM with random start (step 1.25ε; Wong et al. 2020)."""
@@ -232,14 +239,18 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
                   "block_after": cfg.block_after, "kernel_size": cfg.kernel_size, "gaussian_sigma": cfg.gaussian_sigma,
                   "eps": eps, "attack": cfg.attack if eps > 0 else None, "attack_steps": cfg.attack_steps,
                   "train": asdict(cfg.train), "split": digest} for regime, eps in jobs]
-    # every model in lockstep on one batch stream (CUDA-graphed steps on a GPU); on the CPU this is exactly
+    # the models in lockstep on one batch stream (CUDA-graphed steps on a GPU); on the CPU this is exactly
     # one-by-one training, so checkpoints are shared with runs made either way
-    trained = train_many_or_load(
-        [lambda regime=regime: build_regime(cfg, spec, regime) for regime, _ in jobs], key_parts,
-        [attack_spec(cfg, eps) for _, eps in jobs], out / "checkpoints",
-        dict(x_uint8=ds.train_x[train_idx], y=ds.train_y[train_idx], normalize=spec.normalize, cfg=cfg.train,
-             device=device, desc=f"train {len(jobs)} models in lockstep", progress=progress,
-             graphs=None if cfg.cuda_graphs else False))
+    builds = [lambda regime=regime: build_regime(cfg, spec, regime) for regime, _ in jobs]
+    specs = [attack_spec(cfg, eps) for _, eps in jobs]
+    size = lockstep_group(cfg, len(jobs))
+    trained = []
+    for i in range(0, len(jobs), size):
+        trained += train_many_or_load(builds[i:i + size], key_parts[i:i + size], specs[i:i + size],
+                                      out / "checkpoints", dict(
+            x_uint8=ds.train_x[train_idx], y=ds.train_y[train_idx], normalize=spec.normalize, cfg=cfg.train,
+            device=device, desc=f"train {len(specs[i:i + size])} of {len(jobs)} models", progress=progress,
+            graphs=None if cfg.cuda_graphs else False))
     for (regime, eps), (net, rec, reused) in zip(jobs, trained):
         net.requires_grad_(False).eval()
         nets[(regime, eps)] = PixelModel(net, spec).to(device).eval()

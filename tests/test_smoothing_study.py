@@ -10,7 +10,7 @@ import torch
 
 from empirical import smoothing_study
 from empirical.data import FASHION_MNIST
-from empirical.smoothing_experiment import REGIMES, SmoothingStudyConfig, build_regime
+from empirical.smoothing_experiment import REGIMES, SmoothingStudyConfig, build_regime, lockstep_group
 from tests.fakedata import fake_fashion_mnist
 from tests.notebooks import committed, run_notebook
 
@@ -123,3 +123,9 @@ def test_notebook_reads_the_committed_runs():
     assert any(o.get("output_type") == "display_data" for c in nb.cells for o in c.get("outputs", []))
     _, text = run_notebook("smoothing_study.ipynb", committed("smoothing_study-epsgrid-medium"))
     assert "[VG] Gini of A over ε = [0.01, 0.03, 0.06, 0.1]: [0.572, 0.606, 0.625, 0.631]" in text
+
+
+def test_small_networks_train_together_large_ones_one_at_a_time():
+    assert lockstep_group(SmoothingStudyConfig(model="lenet"), 7) == 7
+    assert lockstep_group(SmoothingStudyConfig(model="wrn28_10", dataset="cifar10"), 7) == 1
+    assert lockstep_group(SmoothingStudyConfig(model="resnet18"), 25) == 1
