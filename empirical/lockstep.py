@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from empirical.attacks import pgd_from, project
 from empirical.errors import UserError
 from empirical.models import eval_mode
-from empirical.training import TrainConfig, atomic_save, config_digest
+from empirical.training import TrainConfig, atomic_save, load_or_build
 
 LOCKSTEP_OPTIMIZERS = ("adam",)
 
@@ -327,23 +327,14 @@ def train_many_or_load(
     the rest trained together by :func:`train_lockstep` and saved under the same keys (so a lockstep run and
     a one-by-one run share their checkpoints). Returns (model in eval mode, record, reused?) per model."""
     cfg: TrainConfig = train_kwargs["cfg"]
-    device = train_kwargs.get("device", "cpu")
     out: list[tuple[nn.Module, dict, bool] | None] = [None] * len(builds)
     todo = []
     for i, (build, parts) in enumerate(zip(builds, key_parts)):
-        key = config_digest(parts)
-        path = Path(ckpt_dir) / f"{key}.pt"
-        torch.manual_seed(cfg.seed)  # the initialisation is part of "one seed per model"
-        model = build()
-        if path.exists():
-            try:
-                blob = torch.load(path, map_location=device, weights_only=False)
-                model.load_state_dict(blob["state_dict"])
-                out[i] = (model.to(device).eval(), blob["record"], True)
-                continue
-            except Exception:  # a damaged checkpoint is retrained, never trusted
-                path.unlink(missing_ok=True)
-        todo.append((i, key, path, model))
+        model, record, key, path = load_or_build(build, parts, ckpt_dir, cfg.seed, train_kwargs.get("device", "cpu"))
+        if record is not None:
+            out[i] = (model, record, True)
+        else:
+            todo.append((i, key, path, model))
     if todo:
         partials = [p.with_name(f"{k}.partial.pt") for _, k, p, _ in todo]
         records = train_lockstep([m for *_, m in todo], [attacks[i] for i, *_ in todo],

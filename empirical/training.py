@@ -215,6 +215,26 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
     return correct / max(1, len(x))
 
 
+def load_or_build(build: Callable[[], nn.Module], key_parts: dict, ckpt_dir: Path, seed: int,
+                  device: torch.device | str = "cpu") -> tuple[nn.Module, dict | None, str, Path]:
+    """The model of ``key_parts``: (model, its training record, key, checkpoint path). The record is None when
+    no usable checkpoint exists; the model is then freshly built, for training. The global torch generator is
+    seeded with the training seed before ``build()``, so the initialisation is fixed by the same seed as the
+    batch order. A damaged checkpoint is deleted (and retrained), never trusted."""
+    key = config_digest(key_parts)
+    path = Path(ckpt_dir) / f"{key}.pt"
+    torch.manual_seed(seed)  # the initialisation is part of "one seed per model"
+    model = build()
+    if path.exists():
+        try:
+            blob = torch.load(path, map_location=device, weights_only=False)
+            model.load_state_dict(blob["state_dict"])
+            return model.to(device).eval(), blob["record"], key, path
+        except Exception:
+            path.unlink(missing_ok=True)
+    return model, None, key, path
+
+
 def train_or_load(
     build: Callable[[], nn.Module],
     key_parts: dict,
@@ -225,22 +245,11 @@ def train_or_load(
 
     Returns (model in eval mode, training record, reused?). The key digests `key_parts`, which must
     hold everything that determines the weights (model, activation, config, data, split digest).
-    The global torch generator is seeded with the training seed before `build()`, so the
-    initialisation is fixed by the same seed as the batch order.
     """
-    key = config_digest(key_parts)
-    path = Path(ckpt_dir) / f"{key}.pt"
-    torch.manual_seed(train_kwargs["cfg"].seed)  # the initialisation is part of "one seed per model"
-    model = build()
-    device = train_kwargs.get("device", "cpu")
-    if path.exists():
-        try:
-            blob = torch.load(path, map_location=device, weights_only=False)
-            model.load_state_dict(blob["state_dict"])
-            model.to(device).eval()
-            return model, blob["record"], True
-        except Exception:  # a damaged checkpoint is retrained, never trusted
-            path.unlink(missing_ok=True)
+    model, record, key, path = load_or_build(build, key_parts, ckpt_dir, train_kwargs["cfg"].seed,
+                                             train_kwargs.get("device", "cpu"))
+    if record is not None:
+        return model, record, True
     partial = path.with_name(f"{key}.partial.pt")  # the last epoch boundary of an interrupted training
     record = train(model, **{"resume": partial, **train_kwargs})
     record["key"] = key
