@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -34,7 +34,7 @@ from empirical import attacks, curvature, figures_smoothing, metrics, models, qu
 from empirical import data as data_mod
 from empirical.errors import UserError
 from empirical.results import UnitCache, provenance, write_csv, write_json
-from empirical.smoothing import FILTERS, SmoothingBlock, insert_smoothing_block
+from empirical.smoothing import SmoothingBlock, insert_smoothing_block
 from empirical.lockstep import AttackSpec, train_many_or_load
 from empirical.training import TrainConfig, config_digest
 
