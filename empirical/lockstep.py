@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from empirical.attacks import pgd_from, project
 from empirical.errors import UserError
 from empirical.models import eval_mode
-from empirical.training import TrainConfig, atomic_save, load_or_build
+from empirical.training import TrainConfig, atomic_save, epoch_snapshot, load_or_build, read_snapshot
 
 LOCKSTEP_OPTIMIZERS = ("adam",)
 
@@ -135,15 +135,14 @@ def train_lockstep(
     if graphs and device.type != "cuda":
         raise UserError(f"CUDA graphs need a CUDA device, got {device}")
     resumes = list(resumes) if resumes is not None else [None] * len(models)
+    n = len(x_uint8)
+    if cfg.batch_size > n:
+        raise UserError(f"batch size {cfg.batch_size} exceeds the {n} training images")
     xd, yd = x_uint8.to(device), y.to(device)
-    n = len(xd)
     T = cfg.steps(n)
-    B = min(cfg.batch_size, n)
     # static batch buffers, shared by every model's step (graphs read them by address)
     xs = torch.zeros((cfg.batch_size, *xd.shape[1:]), device=device)
     ys = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)
-    if B != cfg.batch_size:
-        raise UserError(f"batch size {cfg.batch_size} exceeds the {n} training images")
     jobs = [_Job(m, a, cfg, device, xs, T, r, capturable=graphs) for m, a, r in zip(models, attacks, resumes)]
     g = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
     stamp = {"config": asdict(cfg), "T": T, "n": n}
@@ -154,8 +153,10 @@ def train_lockstep(
     # ---- resume: every model from its own snapshot, all at the same step (the batch order is shared). Each
     # model keeps its previous snapshot beside the current one, so a run killed while writing the group's
     # snapshots (some new, some not yet) resumes from the last boundary that every model reached.
-    cands = [_load(j, stamp) for j in jobs]
-    common = set.intersection(*[set(c) for c in cands]) if cands else set()
+    cands = [_load(j, stamp, previous_too=False) for j in jobs]
+    if len({t for c in cands for t in c}) != 1 or not all(cands):  # not all at one boundary: the older ones too
+        cands = [_load(j, stamp, previous_too=True) for j in jobs]
+    common = set.intersection(*[set(c) for c in cands])
     if common:
         t_done = max(common)
         for j, c in zip(jobs, cands):
@@ -188,12 +189,12 @@ def train_lockstep(
             j.u.uniform_(generator=j.gen)  # = torch.rand(x.shape, generator) of attacks.random_perturb
 
     def snapshot(j: _Job, t_done: int) -> dict:
-        rng = j.gen.get_state() if device.type == "cpu" else torch.get_rng_state()
-        return {**stamp, "t": t_done, "model": j.model.state_dict(), "opt": j.opt.state_dict(), "order": order,
-                "g": g.get_state(), "noise_g": torch.Generator(device=device).manual_seed(cfg.seed + 2).get_state(),
-                "rng": rng, "cuda_rng": j.gen.get_state() if device.type == "cuda" else None,
-                "losses": j.log[:t_done].cpu(),
-                "seconds": j.before + time.time() - t0}
+        # train()'s format: its global CPU (or CUDA) generator's state is this model's own generator's
+        cpu = device.type == "cpu"
+        return epoch_snapshot(stamp, t_done, j.model, j.opt, order, g,
+                              torch.Generator(device=device).manual_seed(cfg.seed + 2).get_state(),
+                              j.gen.get_state() if cpu else torch.get_rng_state(), None if cpu else j.gen.get_state(),
+                              j.log[:t_done].cpu(), j.before + time.time() - t0)
 
     def next_batch(t: int) -> None:
         nonlocal order
@@ -258,21 +259,14 @@ def previous(path: Path) -> Path:
     return path.with_name(path.name + ".prev")
 
 
-def _load(j: _Job, stamp: dict) -> dict[int, dict]:
-    """The model's snapshots of this configuration (current and previous), by the step they end at."""
-    found = {}
+def _load(j: _Job, stamp: dict, previous_too: bool) -> dict[int, dict]:
+    """The model's snapshots of this configuration (the current one, and the previous if asked), by the step
+    they end at."""
     if j.resume is None:
-        return found
-    for f in (previous(Path(j.resume)), Path(j.resume)):
-        if not f.exists():
-            continue
-        try:
-            st = torch.load(f, map_location="cpu", weights_only=False)
-            if {k: st[k] for k in stamp} == stamp:
-                found[int(st["t"])] = st
-        except Exception:  # a damaged or foreign state file is ignored
-            pass
-    return found
+        return {}
+    files = (Path(j.resume),) + ((previous(Path(j.resume)),) if previous_too else ())
+    states = [read_snapshot(f, stamp) for f in files]
+    return {int(st["t"]): st for st in states if st is not None}
 
 
 def _capture_all(jobs: list[_Job], step_fn: Callable[[_Job], None], device: torch.device) -> bool:

@@ -95,6 +95,28 @@ def atomic_save(obj: object, path: Path) -> None:
 Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def epoch_snapshot(stamp: dict, t: int, model: nn.Module, opt: torch.optim.Optimizer, order: torch.Tensor,
+                   g: torch.Generator, noise_g_state: torch.Tensor, rng: torch.Tensor, cuda_rng: torch.Tensor | None,
+                   losses: torch.Tensor, seconds: float) -> dict:
+    """A training's whole state after step ``t`` (an epoch boundary): the one format that :func:`train` and
+    :func:`empirical.lockstep.train_lockstep` write and read, so either resumes the other's. ``stamp`` (config,
+    T, n) identifies the training; ``rng``/``cuda_rng``: the generator states the random perturbations draw from."""
+    return {**stamp, "t": t, "model": model.state_dict(), "opt": opt.state_dict(), "order": order, "g": g.get_state(),
+            "noise_g": noise_g_state, "rng": rng, "cuda_rng": cuda_rng, "losses": losses, "seconds": seconds}
+
+
+def read_snapshot(path: Path, stamp: dict) -> dict | None:
+    """The snapshot at ``path`` if it exists and belongs to the training ``stamp`` names; else None (a missing,
+    damaged or foreign file: that training starts from the beginning)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=False)
+        return st if {k: st[k] for k in stamp} == stamp else None
+    except Exception:
+        return None
+
+
 def train(
     model: nn.Module,
     x_uint8: torch.Tensor,
@@ -144,27 +166,24 @@ def train(
     stamp = {"config": asdict(cfg), "T": T, "n": n}
 
     def snapshot(t_done: int) -> dict:
-        return {**stamp, "t": t_done, "model": model.state_dict(), "opt": opt.state_dict(), "order": order,
-                "g": g.get_state(), "noise_g": noise_g.get_state(), "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "losses": torch.stack(losses).cpu() if losses else torch.empty(0),
-                "seconds": before + time.time() - t0}
+        return epoch_snapshot(stamp, t_done, model, opt, order, g, noise_g.get_state(), torch.get_rng_state(),
+                              torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                              torch.stack(losses).cpu() if losses else torch.empty(0), before + time.time() - t0)
 
-    if resume is not None and Path(resume).exists():
+    st = read_snapshot(resume, stamp)
+    if st is not None:
         try:
-            st = torch.load(resume, map_location="cpu", weights_only=False)
-            if {k: st[k] for k in stamp} == stamp:
-                model.load_state_dict(st["model"])
-                opt.load_state_dict(st["opt"])
-                order = st["order"]
-                g.set_state(st["g"])
-                noise_g.set_state(st["noise_g"])
-                torch.set_rng_state(st["rng"])
-                if st["cuda_rng"] is not None:
-                    torch.cuda.set_rng_state(st["cuda_rng"], device)
-                losses = [v.to(device) for v in st["losses"]]
-                start, before = st["t"] + 1, st["seconds"]
-        except Exception:  # a damaged or foreign state file: train from the start
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            order = st["order"]
+            g.set_state(st["g"])
+            noise_g.set_state(st["noise_g"])
+            torch.set_rng_state(st["rng"])
+            if st["cuda_rng"] is not None:
+                torch.cuda.set_rng_state(st["cuda_rng"], device)
+            losses = [v.to(device) for v in st["losses"]]
+            start, before = st["t"] + 1, st["seconds"]
+        except Exception:  # a state file of another shape: train from the start
             start, before = 1, 0.0
     bar = tqdm(range(start, T + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0,
                initial=start - 1, total=T)
