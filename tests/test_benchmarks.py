@@ -32,7 +32,15 @@ def test_tiny_run_writes_every_section_and_every_check_passes(tmp_path, capsys):
     assert all(r["check"]["seeded_equals_explicit"]["passed"] for r in res["saliency"] if r["method"].startswith("sg"))
     assert [m["metric"] for m in res["metrics"]] == ["gini", "ris", "ros", "rrs", "road"]
     assert all(m["check"]["passed"] and m["time_ratio_ours_over_quantus"] > 0 for m in res["metrics"])
-    assert all(m["check"]["images_compared"] > 0 for m in res["metrics"] if m["metric"] in ("ris", "ros", "rrs"))
+    for m in res["metrics"]:
+        if m["metric"] in ("ris", "ros", "rrs"):
+            assert m["check"]["images_compared"] > 0
+            # timed at its fastest rows per call among all images times 1, 2, ... perturbations
+            n, s = m["images"], m["perturbations"]
+            assert set(m["ours_sweep_seconds"]) == {str(n * k) for k in candidates(s, 2)}
+            assert m["ours_rows_per_call"] in {n * k for k in candidates(s, 2)}
+            # on the CPU the timed run's scores are those checked, to float rounding
+            assert 0 <= m["check"]["timed_run_max_rel_diff"] <= 1e-4
     t = res["training"]
     for k in ("natural_one_model", "pgd_one_model", "natural_vmap", "pgd_vmap"):
         assert t[k]["images_per_s"] > 0
