@@ -147,6 +147,12 @@ def print_table(res: dict) -> None:
                   f"lockstep{' (CUDA graphs)' if ls['cuda_graphs'] else ''} {ls['seconds_per_step'] * 1e3:.1f} ms/step "
                   f"-> paper's 50 epochs {ls['projected_paper_hours']:.2f} h; one model alone "
                   f"{one['seconds_per_step'] * 1e3:.1f} ms/step -> {one['projected_paper_hours_all_regimes']:.2f} h")
+            print(f"    {ls['flops_per_step'] / 1e9:.0f} GFLOP per lockstep step ({sp['paper_training_pflop']:.1f} PFLOP "
+                  f"for the paper's training): {ls['achieved_tflops']:.2f} TFLOP/s achieved")
+            if isinstance(sp.get("lockstep_tf32"), dict):
+                t32 = sp["lockstep_tf32"]
+                print(f"    with TF32 training (--train-tf32): {t32['seconds_per_step'] * 1e3:.1f} ms/step -> "
+                      f"{t32['projected_paper_hours']:.2f} h ({t32['speedup_over_ieee']:.2f}x)")
         e = t["end_to_end"]
         if isinstance(e, dict):
             print(f"  end-to-end split-stability run: {e['seconds']:.1f} s (training {e['training_seconds']:.1f} s, "

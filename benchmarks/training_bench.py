@@ -35,6 +35,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from benchmarks.common import BenchConfig, build_model, compare, sync, with_floor
 from empirical.attacks import pgd_linf, project, random_perturb, step
 from empirical.data import FASHION_MNIST
+from empirical.results import fp32_mode
 from empirical.training import TrainConfig, train
 
 EPS, ALPHA, LR = 0.1, 0.025, 0.05  # PGD radius and step (pixel units); SGD step size
@@ -174,6 +175,27 @@ def _end_to_end(cfg: BenchConfig, device) -> dict:
 PAPER_STEPS = 50 * 60000 // 32  # the smoothing paper's FMNIST training: 50 epochs of 60,000 images, batch 32
 
 
+def _step_flops(nets, specs, batch: int, device) -> int:
+    """Floating-point operations of one lockstep step, counted by torch's FlopCounterMode (convolutions and
+    matrix products, forward and backward; elementwise work is not counted): per model, its attack's
+    iterations (forward + backward to the input) and one update (forward + backward to the weights)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    total = 0
+    for net, spec in zip(nets, specs):
+        x = torch.rand(batch, 1, 28, 28, device=device)
+        net.requires_grad_(False)
+        with FlopCounterMode(display=False) as fc:
+            net(x.requires_grad_(True)).sum().backward()
+        attack = fc.get_total_flops()
+        net.requires_grad_(True)
+        with FlopCounterMode(display=False) as fc:
+            net(x.detach()).sum().backward()
+        net.zero_grad(set_to_none=True)
+        total += fc.get_total_flops() + (attack * spec.steps if spec is not None else 0)
+    return total
+
+
 def _smoothing_protocol(cfg: BenchConfig, device) -> dict:
     from empirical.lockstep import train_lockstep
     from empirical.smoothing_experiment import PAPER_REGIMES, REGIMES, SmoothingStudyConfig, attack_spec, build_regime
@@ -216,15 +238,31 @@ def _smoothing_protocol(cfg: BenchConfig, device) -> dict:
     sync(device)
     alone_step = one["train_seconds"] / one["T"]
     adversarial = sum(1 for s_ in specs if s_ is not None)
+    flops = _step_flops(nets(), specs, b, device)
     out = {"regimes": list(PAPER_REGIMES), "batch": b, "attack": asdict(a), "optimizer": "adam, lr 1e-3",
            "lockstep": {"models": len(specs), "steps": rec["T"], "cuda_graphs": rec["lockstep"]["cuda_graphs"],
                         "capture_seconds": rec["lockstep"]["capture_seconds"], "seconds_per_step": per_step,
                         "images_per_s": len(specs) * b / per_step,
-                        "projected_paper_hours": PAPER_STEPS * per_step / 3600},
+                        "projected_paper_hours": PAPER_STEPS * per_step / 3600,
+                        "flops_per_step": flops, "achieved_tflops": flops / per_step / 1e12},
            "one_model_eager": {"regime": "A", "steps": one["T"], "seconds_per_step": alone_step,
                                "images_per_s": b / alone_step,
                                "projected_paper_hours_all_regimes": adversarial * PAPER_STEPS * alone_step / 3600},
-           "paper_steps_per_model": PAPER_STEPS}
+           "paper_steps_per_model": PAPER_STEPS, "paper_training_pflop": flops * PAPER_STEPS / 1e15}
+    if torch.device(device).type == "cuda":
+        # the same step with TF32 tensor cores (the study's --train-tf32): the paper's training is ~45 PFLOP,
+        # 11 min of an H100 at its float32 peak, so full float32 may not fit one session's device minutes
+        with fp32_mode("tf32"):
+            lockstep(2, None)  # new cuDNN plans
+            _, rec32 = lockstep(cfg.smooth_steps, None)
+        per32 = (rec32["train_seconds"] - rec32["lockstep"]["capture_seconds"]) / rec32["T"]
+        out["lockstep_tf32"] = {"steps": rec32["T"], "cuda_graphs": rec32["lockstep"]["cuda_graphs"],
+                                "seconds_per_step": per32, "images_per_s": len(specs) * b / per32,
+                                "projected_paper_hours": PAPER_STEPS * per32 / 3600,
+                                "achieved_tflops": flops / per32 / 1e12,
+                                "speedup_over_ieee": per_step / per32}
+    else:
+        out["lockstep_tf32"] = "n/a on CPU (TF32 is a CUDA tensor-core format)"
     if torch.device(device).type == "cuda" and rec["lockstep"]["cuda_graphs"]:
         graphed, _ = lockstep(3, True, seed=5)
         eager, _ = lockstep(3, False, seed=5)

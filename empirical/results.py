@@ -6,6 +6,7 @@ interrupted run resumes from what it saved and loses nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -124,15 +125,39 @@ def fp32_precision() -> dict[str, Any]:
             "cuda_matmul": "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"}
 
 
-def set_fp32_ieee() -> None:
-    """Full float32 for CUDA convolutions and matrix products (no TF32), through the API this PyTorch has.
-    (Setting the legacy ``allow_tf32`` flags on a PyTorch with the newer API leaves ``"none"`` behind.)"""
+def set_fp32(mode: str) -> None:
+    """CUDA float32 convolutions and matrix products in ``mode``: "ieee" (full float32) or "tf32", through the
+    API this PyTorch has. (Setting the legacy ``allow_tf32`` flags on a PyTorch with the newer API leaves
+    ``"none"`` behind.) A setting only: it changes nothing on the CPU."""
+    if mode not in ("ieee", "tf32"):
+        raise ValueError(f"fp32 mode must be 'ieee' or 'tf32', got {mode!r}")
     if getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None) is not None:
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = mode
+        torch.backends.cuda.matmul.fp32_precision = mode
     else:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = mode == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+
+
+def set_fp32_ieee() -> None:
+    """Full float32 for CUDA convolutions and matrix products (no TF32): :func:`set_fp32` ("ieee")."""
+    set_fp32("ieee")
+
+
+@contextlib.contextmanager
+def fp32_mode(mode: str):
+    """:func:`set_fp32` inside the block; the previous settings, exactly as they were, afterwards."""
+    before = fp32_precision()
+    set_fp32(mode)
+    try:
+        yield
+    finally:
+        if before["api"] == "fp32_precision":
+            torch.backends.cudnn.conv.fp32_precision = before["cudnn_conv"]
+            torch.backends.cuda.matmul.fp32_precision = before["cuda_matmul"]
+        else:
+            torch.backends.cudnn.allow_tf32 = before["cudnn_conv"] == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = before["cuda_matmul"] == "tf32"
 
 
 def device_info(device: torch.device | str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from empirical import attacks, curvature, figures_smoothing, metrics, models, quality, saliency
 from empirical import data as data_mod
 from empirical.errors import UserError
-from empirical.results import UnitCache, provenance, write_csv, write_json
+from empirical.results import UnitCache, fp32_mode, provenance, write_csv, write_json
 from empirical.smoothing import SmoothingBlock, insert_smoothing_block
 from empirical.lockstep import AttackSpec, train_many_or_load
 from empirical.training import TrainConfig, config_digest
@@ -101,6 +101,12 @@ class SmoothingStudyConfig:
     device: str = "cpu"
     max_batch: int = 4096
     cuda_graphs: bool = True  # on a GPU, capture each training step in a CUDA graph (same results, faster)
+    # On a GPU, train with TF32 convolutions and matrix products (10-bit mantissa, ~1e-3 relative rounding per
+    # product; PyTorch's own default for cuDNN convolutions, so most likely what the paper's code ran with).
+    # The paper's LeNet protocol is ~45 PFLOP of training: at the H100's 67 TFLOPS float32 peak that is 11 min
+    # of pure arithmetic, more in practice; TF32 tensor cores are several times faster. Evaluation (maps,
+    # metrics, accuracies) always runs in full float32. No effect on the CPU.
+    train_tf32: bool = False
 
     def validate(self) -> None:
         if self.dataset not in data_mod.DATASETS:
@@ -238,23 +244,29 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
                   "model": cfg.model, "activation": cfg.activation, "regime": regime, "filter": REGIMES[regime][0],
                   "block_after": cfg.block_after, "kernel_size": cfg.kernel_size, "gaussian_sigma": cfg.gaussian_sigma,
                   "eps": eps, "attack": cfg.attack if eps > 0 else None, "attack_steps": cfg.attack_steps,
-                  "train": asdict(cfg.train), "split": digest} for regime, eps in jobs]
+                  "train": asdict(cfg.train), "split": digest,
+                  # TF32 training gives other weights; the key has the field only then, so full-float32
+                  # checkpoints made before it existed stay valid
+                  **({"fp32": "tf32"} if cfg.train_tf32 else {})} for regime, eps in jobs]
     # the models in lockstep on one batch stream (CUDA-graphed steps on a GPU); on the CPU this is exactly
     # one-by-one training, so checkpoints are shared with runs made either way
     builds = [lambda regime=regime: build_regime(cfg, spec, regime) for regime, _ in jobs]
     specs = [attack_spec(cfg, eps) for _, eps in jobs]
     size = lockstep_group(cfg, len(jobs))
     trained = []
+    train_fp32 = "tf32" if cfg.train_tf32 else "ieee"
     for i in range(0, len(jobs), size):
-        trained += train_many_or_load(builds[i:i + size], key_parts[i:i + size], specs[i:i + size],
-                                      out / "checkpoints", dict(
-            x_uint8=ds.train_x[train_idx], y=ds.train_y[train_idx], normalize=spec.normalize, cfg=cfg.train,
-            device=device, desc=f"train {len(specs[i:i + size])} of {len(jobs)} models", progress=progress,
-            graphs=None if cfg.cuda_graphs else False))
+        with fp32_mode(train_fp32):
+            trained += train_many_or_load(builds[i:i + size], key_parts[i:i + size], specs[i:i + size],
+                                          out / "checkpoints", dict(
+                x_uint8=ds.train_x[train_idx], y=ds.train_y[train_idx], normalize=spec.normalize, cfg=cfg.train,
+                device=device, desc=f"train {len(specs[i:i + size])} of {len(jobs)} models", progress=progress,
+                graphs=None if cfg.cuda_graphs else False))
     for (regime, eps), (net, rec, reused) in zip(jobs, trained):
         net.requires_grad_(False).eval()
         nets[(regime, eps)] = PixelModel(net, spec).to(device).eval()
-        train_records.append(dict(rec, regime=regime, eps=eps, reused_checkpoint=reused))
+        train_records.append(dict(rec, regime=regime, eps=eps, reused_checkpoint=reused,
+                                  train_fp32=train_fp32 if device.type == "cuda" else "n/a (CPU)"))
 
     # ---- the common evaluation set: test images every model classifies correctly
     x_all = ds.test_x.to(device).float().div_(255.0)
@@ -275,8 +287,9 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
     ids = eval_idx
 
     # ---- per model: metrics (one cached unit per (regime, ε))
-    eval_cfg = {k: v for k, v in asdict(cfg).items() if k not in ("device", "max_batch", "cuda_graphs", "regimes",
-                                                                  "eps_grid", "data_root")}
+    # (the training key inside each unit key already says how the model was trained)
+    eval_cfg = {k: v for k, v in asdict(cfg).items()
+                if k not in ("device", "max_batch", "cuda_graphs", "train_tf32", "regimes", "eps_grid", "data_root")}
     rows, curves = [], []
     bar = tqdm(list(nets.items()), desc="metrics", disable=not progress)
     for (regime, eps), pm in bar:

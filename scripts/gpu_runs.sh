@@ -25,7 +25,9 @@
 # batch 32), trained in lockstep with CUDA-graphed steps (empirical/lockstep.py). Its run folder is kept on the
 # machine between calls, so a call stopped by JOB_TIMEOUT resumes in the next call from the last epoch
 # boundary (the machine must still be warm: call again at once). bench's training.smoothing_protocol
-# projects its training time (lockstep.projected_paper_hours): run `smoke bench` first and check it fits.
+# projects its training time, in full float32 and with TF32 (lockstep / lockstep_tf32 .projected_paper_hours):
+# run `smoke bench` first. The paper's training is 45.5 PFLOP (11 min at an H100's float32 peak), so expect
+# to need PAPER_ARGS="--train-tf32" and/or "--epochs E" (README, "The GPU runs").
 #
 # Several jobs per call: `bash scripts/gpu_runs.sh split loo` runs them in turn; GPU_RUNS_PARALLEL=1 side by
 # side on the one GPU (wall times then overlap). `smoke` runs every job at tiny sizes on the GPU and the
@@ -71,7 +73,7 @@ data=.gpu/data
 
 tiny_split=(--sigma 0.1 --pairs 1 --n 300 --test-images 4 --draws 2 --ig-steps 2 --epochs 0.2)
 tiny_loo=(--n 16 32 --steps 16 32 --replicas 2 --sigma 0.1 --test-images 4 --draws 2 --ig-steps 2)
-tiny_smooth=(--small --regimes N A M1 M2 G E NG --epochs 0.1 --train-images 200 --eval-images 8)  # every block captured
+tiny_smooth=(--small --regimes N A M1 M2 G E NG --epochs 0.1 --train-images 200 --eval-images 8 --train-tf32)  # every block captured, under TF32
 if [ -n "${GPU_RUNS_TINY:-}" ]; then
     dev=${GPU_RUNS_DEVICE:-cpu}
     split_args=("${tiny_split[@]}"); loo_args=("${tiny_loo[@]}"); smooth_args=("${tiny_smooth[@]}"); bench_args=(--tiny)

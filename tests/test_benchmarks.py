@@ -49,6 +49,9 @@ def test_tiny_run_writes_every_section_and_every_check_passes(tmp_path, capsys):
     assert sp["regimes"] == ["N", "A", "M1", "M2", "G", "E", "NG"] and sp["lockstep"]["models"] == 7
     assert sp["lockstep"]["cuda_graphs"] is False and sp["lockstep"]["projected_paper_hours"] > 0
     assert sp["one_model_eager"]["projected_paper_hours_all_regimes"] > 0 and sp["paper_steps_per_model"] == 93750
+    assert sp["lockstep_tf32"].startswith("n/a on CPU")
+    # FlopCounterMode: 42.7 GFLOP per step at the tiny preset's 2 attack steps (485 at the paper's 40)
+    assert 3e10 < sp["lockstep"]["flops_per_step"] < 6e10 and sp["lockstep"]["achieved_tflops"] > 0
     assert "n/a on CPU" in res["memory"]["peak"]
 
     checks = collect_checks({k: res[k] for k in SECTIONS})

@@ -43,20 +43,24 @@ def test_number_flags(parse, good, bad):
 
 
 def test_fp32_precision_is_recorded_and_can_be_set_to_ieee():
-    from empirical.results import fp32_precision, set_fp32_ieee
+    from empirical.results import fp32_mode, fp32_precision, set_fp32_ieee
     before = fp32_precision()
     assert before["api"] in ("fp32_precision", "allow_tf32") and "cudnn_conv" in before
-    try:
+    with fp32_mode("tf32"):  # the block's setting, then the previous one exactly
+        assert fp32_precision()["cudnn_conv"] == "tf32" and fp32_precision()["cuda_matmul"] == "tf32"
+        with fp32_mode("ieee"):
+            assert fp32_precision()["cudnn_conv"] == "ieee"
+        assert fp32_precision()["cudnn_conv"] == "tf32"
+    assert fp32_precision() == before
+    with pytest.raises(ValueError, match="'fast'"):
+        with fp32_mode("fast"):
+            pass
+    assert fp32_precision() == before
+    with fp32_mode(before["cudnn_conv"] if before["cudnn_conv"] in ("ieee", "tf32") else "tf32"):
         set_fp32_ieee()
         after = fp32_precision()
         assert after["cudnn_conv"] == "ieee" and after["cuda_matmul"] == "ieee"
-    finally:  # leave the process as it was for the other tests
-        if before["api"] == "fp32_precision":
-            torch.backends.cudnn.conv.fp32_precision = before["cudnn_conv"]
-            torch.backends.cuda.matmul.fp32_precision = before["cuda_matmul"]
-        else:
-            torch.backends.cudnn.allow_tf32 = before["cudnn_conv"] == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = before["cuda_matmul"] == "tf32"
+    assert fp32_precision() == before  # left as it was for the other tests
 
 
 def test_commit_can_be_passed_in_for_a_copied_tree(monkeypatch):

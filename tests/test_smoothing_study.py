@@ -76,6 +76,34 @@ def test_eps_grid_trains_each_adversarial_regime_at_each_eps_and_plots_the_trade
     assert (tmp_path / "tradeoff_eps.png").stat().st_size > 0
 
 
+def test_train_tf32_trains_under_tf32_keys_its_checkpoints_apart_and_restores_the_setting(fm, tmp_path, monkeypatch):
+    from empirical import results, smoothing_experiment
+    seen = []
+    real = smoothing_experiment.train_many_or_load
+
+    def spy(*a, **kw):
+        seen.append(results.fp32_precision()["cudnn_conv"])
+        return real(*a, **kw)
+    monkeypatch.setattr(smoothing_experiment, "train_many_or_load", spy)
+    before = results.fp32_precision()
+    args = ["--data-root", str(fm), "--regimes", "N", "A", "--out", str(tmp_path)] + TINY
+    assert smoothing_study.main(args) == 0
+    plain = json.loads((tmp_path / "results.json").read_text())
+    assert smoothing_study.main(args + ["--train-tf32"]) == 0
+    tf32 = json.loads((tmp_path / "results.json").read_text())
+    assert seen == ["ieee", "tf32"] and results.fp32_precision() == before
+    assert tf32["config"]["train_tf32"] is True and plain["config"]["train_tf32"] is False
+    # its own checkpoints (other weights on a GPU), never the full-float32 ones
+    assert not any(m["reused_checkpoint"] for m in tf32["models"])
+    assert {m["key"] for m in tf32["models"]}.isdisjoint({m["key"] for m in plain["models"]})
+    assert all(m["train_fp32"] == "n/a (CPU)" for m in tf32["models"])
+    # on the CPU the setting changes nothing: the same weights, the same table
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+    assert strip(tf32["table"]) == strip(plain["table"])
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--regimes", "X"], "X"),
     (["--eps", "-1"], "positive"),
