@@ -294,7 +294,8 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
     bar = tqdm(list(nets.items()), desc="metrics", disable=not progress)
     for (regime, eps), pm in bar:
         tkey = next(r["key"] for r in train_records if r["regime"] == regime and r["eps"] == eps)
-        key = config_digest("smoothing-unit-v3", tkey, eval_cfg, eval_idx.tolist())
+        # v4: SmoothGrad's RIS/ROS/RRS explain each x' under its image's id (before: under its row in the call)
+        key = config_digest("smoothing-unit-v4", tkey, eval_cfg, eval_idx.tolist())
         unit = cache.get(key)
         if unit is None:
             unit = evaluate_model(cfg, pm, x, y, ids, x_all, y_all, regime, eps, benign[(regime, eps)])
@@ -325,14 +326,13 @@ def evaluate_model(cfg: SmoothingStudyConfig, pm: PixelModel, x, y, ids, x_all, 
     rows, curves = [], []
     for meth in cfg.methods:
         explain = explain_fn(pm, meth, cfg)
-
-        def ex(xx, tt, explain=explain):
-            return explain(xx, tt)
-
-        maps = explain(x, y, ids) if meth == "sg" else explain(x, y)
+        maps = explain(x, y, ids)
         common = dict(radius=cfg.stab_radius, n_samples=cfg.stab_samples, eps_min=cfg.eps_min, seed=cfg.seed, ids=ids)
-        # RIS, ROS, RRS on the same perturbations, each perturbed image explained once for all three
-        stab = quality.relative_stabilities(ex, pm, x, y, representation=_representation(pm), **common)
+        # RIS, ROS, RRS on the same perturbations, each perturbed image explained once for all three. Every x'
+        # is explained under its image's id: SmoothGrad gives x and x' the same noise draws (common random
+        # numbers), so its scores measure the smoothed map's change, whatever the batch size
+        stab = quality.relative_stabilities(explain, pm, x, y, representation=_representation(pm), explain_ids=True,
+                                            **common)
         ris, ros, rrs = stab["input"], stab["output"], stab["representation"]
         # tol 1e-6: the imputation's solve error stays far below its own noise (std 0.01, Rong et al.)
         road = {o: quality.road(pm, x, maps, y, percentages=cfg.road_percentages, order=o, seed=cfg.seed, ids=ids,
@@ -357,7 +357,7 @@ def evaluate_model(cfg: SmoothingStudyConfig, pm: PixelModel, x, y, ids, x_all, 
             with torch.no_grad():
                 same = pm(xn).argmax(1) == y
             if same.any():
-                mn = explain(xn[same], y[same], ids[same]) if meth == "sg" else explain(xn[same], y[same])
+                mn = explain(xn[same], y[same], ids[same])
                 val = metrics.ssim(maps[same], mn).mean().item()
             else:
                 val = None

@@ -184,6 +184,36 @@ def test_stability_is_invariant_to_batch_size_and_composition():
     assert torch.allclose(full.score[perm], part.score, equal_nan=True)
 
 
+def test_smoothgrad_stability_with_image_ids_uses_common_noise_and_is_batch_invariant():
+    from empirical.saliency import smoothgrad
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Softplus(), nn.Linear(8, 3)).eval()
+    x = _images(4, 3)
+    y = model(x).argmax(1)
+
+    def sg(v, t, ids=None):  # seeded SmoothGrad: draw d of image id i is fixed by (seed, i, d)
+        return smoothgrad(model, v, t, sigma=0.3, n_draws=4, seed=1, ids=ids)
+    kw = dict(radius=0.01, n_samples=4, seed=2)
+    by_id = [relative_input_stability(sg, model, x, y, batch_size=b, explain_ids=True, **kw).score for b in (4, 8, 16)]
+    assert torch.equal(by_id[0], by_id[1]) and torch.equal(by_id[0], by_id[2])
+    # composition: a subset, reordered, with its ids, scores as in the full batch
+    perm = torch.tensor([3, 0])
+    sub = relative_input_stability(sg, model, x[perm], y[perm], ids=perm, explain_ids=True, **kw).score
+    assert torch.allclose(sub, by_id[0][perm], rtol=1e-5)
+    # x' under the id of x is the smoothed map's own change: the same as explaining x and x' one by one
+    xp = linf_ball_perturbations(x, 0.01, 0, 4, seed=2)
+    for i in range(4):
+        e0 = sg(x[i:i + 1], y[i:i + 1], torch.tensor([i])).flatten()
+        r = [((e0 - sg(xp[k, i:i + 1], y[i:i + 1], torch.tensor([i])).flatten()) / e0).norm()
+             / ((x[i] - xp[k, i]).flatten() / x[i].flatten()).norm() for k in range(4)]
+        assert by_id[0][i].item() == pytest.approx(max(v.item() for v in r), rel=1e-4)
+    # without ids, SmoothGrad keyed by row position gives x' the draws of x (one perturbation per call) or
+    # fresh ones (four per call): fresh noise does not shrink with the radius and inflates the score
+    rows = [relative_input_stability(lambda v, t: sg(v, t), model, x, y, batch_size=b, **kw).score for b in (4, 16)]
+    assert torch.allclose(rows[0], by_id[0], rtol=1e-5)  # one perturbation per call: row i is image i here
+    assert (rows[1] / rows[0]).min() > 10
+
+
 def test_prediction_flips_are_excluded_and_counted_where_quantus_returns_nan():
     model = _model(0)
     explain = _explainer(model)
