@@ -319,7 +319,8 @@ def train_many_or_load(
 ) -> list[tuple[nn.Module, dict, bool]]:
     """:func:`empirical.training.train_or_load` for several models: the ones with a checkpoint are loaded,
     the rest trained together by :func:`train_lockstep` and saved under the same keys (so a lockstep run and
-    a one-by-one run share their checkpoints). Returns (model in eval mode, record, reused?) per model."""
+    a one-by-one run share their checkpoints). Returns (model in eval mode, record, reused?) per model.
+    A ``{n}`` in ``train_kwargs["desc"]`` (the progress label) becomes the number of models trained."""
     cfg: TrainConfig = train_kwargs["cfg"]
     out: list[tuple[nn.Module, dict, bool] | None] = [None] * len(builds)
     todo = []
@@ -331,8 +332,10 @@ def train_many_or_load(
             todo.append((i, key, path, model))
     if todo:
         partials = [p.with_name(f"{k}.partial.pt") for _, k, p, _ in todo]
-        records = train_lockstep([m for *_, m in todo], [attacks[i] for i, *_ in todo],
-                                 resumes=partials, **train_kwargs)
+        kw = dict(train_kwargs)
+        if "desc" in kw:  # "{n}" in the progress label: the number of models this call trains
+            kw["desc"] = kw["desc"].replace("{n}", str(len(todo)))
+        records = train_lockstep([m for *_, m in todo], [attacks[i] for i, *_ in todo], resumes=partials, **kw)
         for (i, key, path, model), rec, partial in zip(todo, records, partials):
             rec.update(key=key, key_parts=key_parts[i])
             atomic_save({"state_dict": model.state_dict(), "record": rec}, path)

@@ -260,7 +260,7 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
             trained += train_many_or_load(builds[i:i + size], key_parts[i:i + size], specs[i:i + size],
                                           out / "checkpoints", dict(
                 x_uint8=ds.train_x[train_idx], y=ds.train_y[train_idx], normalize=spec.normalize, cfg=cfg.train,
-                device=device, desc=f"train {len(specs[i:i + size])} of {len(jobs)} models", progress=progress,
+                device=device, desc=f"train {{n}} of {len(jobs)} models", progress=progress,
                 graphs=None if cfg.cuda_graphs else False))
     for (regime, eps), (net, rec, reused) in zip(jobs, trained):
         net.requires_grad_(False).eval()

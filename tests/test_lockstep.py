@@ -164,6 +164,24 @@ def test_train_many_or_load_shares_checkpoints_with_train_or_load(tmp_path):
     assert reused and _same(m, first[1][0]) and rec["key"] == first[1][1]["key"]
 
 
+def test_train_many_or_load_trains_only_the_missing_models_and_says_how_many(tmp_path, monkeypatch):
+    from empirical import lockstep
+    x, y = _data()
+    kw = dict(x_uint8=x, y=y, normalize=NORM, cfg=CFG, progress=False, desc="train {n} of 3 models")
+    parts = [{"k": k} for k in range(3)]
+    builds = [lambda k=k: _net(("median", "mean", "nonlocal_gaussian")[k]) for k in range(3)]
+    train_many_or_load(builds[1:2], parts[1:2], SPECS[1:2], tmp_path, kw)
+    seen = []
+    real = lockstep.train_lockstep
+
+    def spy(models, *a, **k):
+        seen.append((len(models), k["desc"]))
+        return real(models, *a, **k)
+    monkeypatch.setattr(lockstep, "train_lockstep", spy)
+    out = train_many_or_load(builds, parts, SPECS[:3], tmp_path, kw)
+    assert [r for _, _, r in out] == [False, True, False] and seen == [(2, "train 2 of 3 models")]
+
+
 def test_bad_input_is_refused_before_training():
     x, y = _data()
     with pytest.raises(UserError, match="adam"):
