@@ -49,11 +49,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--small", action="store_true", help="same as --preset small (a few minutes on a CPU)")
     ap.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(PAPER_REGIMES),
                     help="regimes to train (default: N A M1 M2 G E NG)")
-    ap.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    ap.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
+                    help="data set (default fashion-mnist, the papers' FMNIST; cifar10 and imagefolder need --data-root)")
     ap.add_argument("--data-root", default=None, help="folder of the data files (fashion-mnist default: Debian's location)")
     ap.add_argument("--image-size", type=cli.positive_int, default=64, help="imagefolder: side in pixels")
-    ap.add_argument("--model", choices=[m for m in MODELS if m != "mlp"], default="lenet")
-    ap.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
+    ap.add_argument("--model", choices=[m for m in MODELS if m != "mlp"], default="lenet",
+                    help="network (default lenet: the paper's FMNIST net, 32 and 64 filters and a 1024-unit layer)")
+    ap.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu", help="hidden activation (default relu)")
     ap.add_argument("--block-after", default="block1", help="named block after which the smoothing block goes (default block1)")
     ap.add_argument("--kernel-size", type=cli.positive_int, default=3, help="local filter window (feature-map pixels)")
     ap.add_argument("--gaussian-sigma", type=cli.positive_float, default=1.0, help="Gaussian filter σ (feature-map pixels)")
@@ -64,19 +66,24 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--attack-steps", type=cli.positive_int, default=None, help="PGD steps in training (paper: 40; step ε/10)")
     ap.add_argument("--epochs", type=cli.positive_float, default=None, help="training epochs (paper: 50)")
     ap.add_argument("--train-images", type=cli.positive_int, default=None, help="training images used (default: all)")
-    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                    help="saliency methods evaluated: vg (vanilla gradient), ig (integrated gradients), sg (SmoothGrad)")
     ap.add_argument("--eval-images", type=cli.positive_int, default=None, help="correctly classified test images (paper: 1000)")
-    ap.add_argument("--ig-steps", type=cli.positive_int, default=None)
+    ap.add_argument("--ig-steps", type=cli.positive_int, default=None,
+                    help="integrated-gradients path nodes (Gauss-Legendre; paper preset 32, medium 16, small 8)")
     ap.add_argument("--sg-sigma", type=cli.sigma_value, default=0.15, help="SmoothGrad σ, fraction of the pixel range (0.15)")
-    ap.add_argument("--sg-draws", type=cli.positive_int, default=None)
+    ap.add_argument("--sg-draws", type=cli.positive_int, default=None,
+                    help="SmoothGrad noise draws per image (paper preset 50, medium 16, small 8)")
     ap.add_argument("--stab-radius", type=cli.positive_float, default=0.05, help="RIS/ROS/RRS L∞ ball radius, pixel units (0.05)")
     ap.add_argument("--stab-samples", type=cli.positive_int, default=None, help="perturbations per image for RIS/ROS/RRS")
     ap.add_argument("--road-percentages", type=cli.positive_float, nargs="+", default=None,
                     help="ROAD: fractions of pixels removed (paper: 0.1 ... 0.9; small: 0.2 0.5 0.8)")
-    ap.add_argument("--robust-images", type=cli.positive_int, default=None)
+    ap.add_argument("--robust-images", type=cli.positive_int, default=None,
+                    help="evaluation images attacked for the robust accuracy (paper preset 1000)")
     ap.add_argument("--robust-steps", type=cli.positive_int, default=None, help="PGD steps of the robust accuracy (paper: 100)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of everything random: initialisation, batch order, attacks' starts, noise draws, image choice")
     ap.add_argument("--max-batch", type=cli.positive_int, default=4096, help="model evaluations per forward pass")
     ap.add_argument("--no-cuda-graphs", action="store_true",
                     help="on a GPU, train with eager steps instead of CUDA-graphed ones (same results up to rounding; "
@@ -86,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
                          "~1e-3 relative rounding per product, several times faster on tensor cores); maps, metrics "
                          "and accuracies are still computed in full float32. Default: full float32 throughout")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default runs/smoothing_study-<preset>)")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     return ap
 
 
@@ -94,7 +101,8 @@ def config_from_args(args) -> SmoothingStudyConfig:
     preset = "small" if args.small else args.preset
     pre = PRESETS[preset]
     pick = lambda v, k: pre[k] if v is None else v  # noqa: E731
-    train = TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=pick(args.epochs, "epochs"))
+    # --seed seeds the training too (initialisation, batch order, attack starts): a second seed is a replicate
+    train = TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=pick(args.epochs, "epochs"), seed=args.seed)
     return SmoothingStudyConfig(
         dataset=args.dataset, data_root=args.data_root, image_size=args.image_size, model=args.model,
         activation=args.activation, regimes=tuple(args.regimes), block_after=args.block_after,

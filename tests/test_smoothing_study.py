@@ -104,6 +104,15 @@ def test_train_tf32_trains_under_tf32_keys_its_checkpoints_apart_and_restores_th
     assert strip(tf32["table"]) == strip(plain["table"])
 
 
+def test_seed_flag_seeds_training_and_evaluation_and_every_flag_has_help():
+    cfg, _ = smoothing_study.config_from_args(smoothing_study.parser().parse_args(["--seed", "3", "--device", "cpu"]))
+    assert cfg.seed == 3 and cfg.train.seed == 3
+    cfg, _ = smoothing_study.config_from_args(smoothing_study.parser().parse_args(["--device", "cpu"]))
+    assert cfg.seed == 0 and cfg.train.seed == 0  # the committed runs' checkpoints keep their keys
+    missing = [a.option_strings for a in smoothing_study.parser()._actions if not a.help]
+    assert missing == []
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--regimes", "X"], "X"),
     (["--eps", "-1"], "positive"),
