@@ -13,7 +13,7 @@ own stream (--no-cuda-graphs for eager steps); on the CPU the result is exactly 
 by one. An interrupted training resumes from its last epoch boundary.
 
 Presets: `paper` (default; the paper's FMNIST protocol: LeNet, Adam 1e-3, batch 32, 50 epochs,
-ε = 0.1, step ε/10, 40 steps, 1000 images — a GPU job), `medium` (about an hour on a 2-core
+ε = 0.1, step ε/10, 40 steps, 1000 images — a GPU job), `medium` (about 45 minutes on a 2-core
 CPU: 20,000 training images, 5 epochs, FGSM training with random start, 256 images) and `small` (a
 CPU run of a few minutes: 2000 training images, 1 epoch, FGSM training, 64 images). All ε and noise values are in pixel units
 of [0, 1] images; σ of SmoothGrad is a fraction of the pixel range.
@@ -45,7 +45,7 @@ PRESETS = {
 def parser() -> argparse.ArgumentParser:
     ap = cli.Parser(prog="python -m empirical.smoothing_study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="run size: paper (GPU), medium (about an hour on 2 CPU cores, minutes on an H100), small (minutes) (default: paper)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="run size: paper (GPU), medium (about 45 minutes on 2 CPU cores, minutes on an H100), small (minutes) (default: paper)")
     ap.add_argument("--small", action="store_true", help="same as --preset small (a few minutes on a CPU)")
     ap.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(PAPER_REGIMES),
                     help="regimes to train (default: N A M1 M2 G E NG)")
