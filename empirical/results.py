@@ -125,18 +125,23 @@ def fp32_precision() -> dict[str, Any]:
             "cuda_matmul": "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"}
 
 
+def _write_fp32(conv: str, matmul: str) -> None:
+    """Write PyTorch's raw settings, through the API this PyTorch has. (Setting the legacy ``allow_tf32``
+    flags on a PyTorch with the newer API leaves ``"none"`` behind.)"""
+    if getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None) is not None:
+        torch.backends.cudnn.conv.fp32_precision = conv
+        torch.backends.cuda.matmul.fp32_precision = matmul
+    else:
+        torch.backends.cudnn.allow_tf32 = conv == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = matmul == "tf32"
+
+
 def set_fp32(mode: str) -> None:
-    """CUDA float32 convolutions and matrix products in ``mode``: "ieee" (full float32) or "tf32", through the
-    API this PyTorch has. (Setting the legacy ``allow_tf32`` flags on a PyTorch with the newer API leaves
-    ``"none"`` behind.) A setting only: it changes nothing on the CPU."""
+    """CUDA float32 convolutions and matrix products in ``mode``: "ieee" (full float32) or "tf32". A setting
+    only: it changes nothing on the CPU."""
     if mode not in ("ieee", "tf32"):
         raise ValueError(f"fp32 mode must be 'ieee' or 'tf32', got {mode!r}")
-    if getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None) is not None:
-        torch.backends.cudnn.conv.fp32_precision = mode
-        torch.backends.cuda.matmul.fp32_precision = mode
-    else:
-        torch.backends.cudnn.allow_tf32 = mode == "tf32"
-        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+    _write_fp32(mode, mode)
 
 
 def set_fp32_ieee() -> None:
@@ -152,12 +157,7 @@ def fp32_mode(mode: str):
     try:
         yield
     finally:
-        if before["api"] == "fp32_precision":
-            torch.backends.cudnn.conv.fp32_precision = before["cudnn_conv"]
-            torch.backends.cuda.matmul.fp32_precision = before["cuda_matmul"]
-        else:
-            torch.backends.cudnn.allow_tf32 = before["cudnn_conv"] == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = before["cuda_matmul"] == "tf32"
+        _write_fp32(before["cudnn_conv"], before["cuda_matmul"])
 
 
 def device_info(device: torch.device | str) -> dict[str, Any]:
