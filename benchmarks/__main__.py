@@ -34,7 +34,9 @@ import torch
 
 from benchmarks.common import PRESETS, collect_checks
 from empirical import cli
-from empirical.results import fp32_precision, provenance, set_fp32_ieee, write_json
+from empirical.runtime.environment import provenance
+from empirical.runtime.files import write_json
+from empirical.runtime.precision import fp32_precision, set_fp32_ieee
 
 SECTIONS = ("ceiling", "saliency", "metrics", "training", "memory")
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from empirical import models
+from empirical.nets import models
 
 # Benchmark cases: name -> (model, channels, side in pixels).
 CASES = {"lenet-28": ("lenet", 1, 28), "resnet18-32": ("resnet18", 3, 32), "resnet18-224": ("resnet18", 3, 224)}
@@ -52,7 +52,7 @@ class BenchConfig:
     pgd_steps: int = 10  # attack steps per batch (eps 0.1, step 0.025, pixel units)
     n_models: int = 4  # models trained at once (vmap)
     smooth_steps: int = 300  # timed steps of the smoothing study's lockstep training (7 models, batch 32, Adam)
-    smooth_eager_steps: int = 20  # timed steps of one such model trained alone, eagerly (empirical.training.train)
+    smooth_eager_steps: int = 20  # timed steps of one such model trained alone, eagerly (empirical.training.trainer.train)
     smooth_attack_steps: int = 40  # its PGD steps (step ε/10, ε = 0.1): the paper's training attack
     e2e: dict = field(default_factory=dict)  # SplitStabilityConfig sizes of the end-to-end run; empty: skipped
     memory_images: int = 4  # images of the memory sweep (× draws or steps rows)

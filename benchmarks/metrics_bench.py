@@ -1,9 +1,9 @@
-"""Section 3: quality metrics, ours (``empirical.quality``) against Quantus 0.6 on identical inputs.
+"""Section 3: quality metrics, ours (``empirical.measures``) against Quantus 0.6 on identical inputs.
 
 Setting: LeNet with softplus activations (random initialisation, seed 0) on 1×28×28 inputs drawn uniformly
 from [0.1, 0.9], so that no input entry and (with a smooth network) no vanilla-gradient entry is exactly
 zero; those are the conditions under which our definitions and Quantus's agree (see the docstrings of
-``empirical.quality`` and tests/test_quality_metrics.py). Both sides explain with the same function (our
+``empirical.measures`` and tests/test_quality_metrics.py). Both sides explain with the same function (our
 vanilla gradient) and see the same perturbations: ours draws them with ``linf_ball_perturbations``, Quantus
 gets the very same tensors back through ``perturb_func`` (drawn before its clock starts). Quantus runs with
 ``batch_size`` = all images.
@@ -33,7 +33,8 @@ import quantus
 import torch
 
 from benchmarks.common import BenchConfig, build_model, candidates, sweep, timed_pair, with_floor
-from empirical import quality, saliency
+from empirical import attribution as saliency
+from empirical import measures as quality
 
 
 def _quiet(fn, *a, **kw):

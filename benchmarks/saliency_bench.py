@@ -2,7 +2,7 @@
 
 - Ceiling: a bare batched forward + backward to the input (``autograd.grad`` of the summed target logits,
   eval mode, frozen weights), swept over batch sizes; gradient evaluations per second at the best size.
-- Saliency: our engine (``empirical.saliency``) with ``max_batch`` = the ceiling's best batch, against Captum
+- Saliency: our engine (``empirical.attribution``) with ``max_batch`` = the ceiling's best batch, against Captum
   on the same model and inputs: ``Saliency(abs=False)``, ``IntegratedGradients`` (Gauss-Legendre, its
   ``internal_batch_size`` swept), ``NoiseTunnel(Saliency)`` and ``NoiseTunnel(IntegratedGradients)`` (their
   ``nt_samples_batch_size`` swept). One evaluation = one forward/backward of one point. SmoothGrad is timed
@@ -20,9 +20,21 @@ from __future__ import annotations
 import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
-from benchmarks.common import (CASES, BenchConfig, build_model, candidates, compare, free_memory, is_oom, sweep, timed,
-                               timed_interleaved, with_floor)
-from empirical import memory, saliency
+from benchmarks.common import (
+    CASES,
+    BenchConfig,
+    build_model,
+    candidates,
+    compare,
+    free_memory,
+    is_oom,
+    sweep,
+    timed,
+    timed_interleaved,
+    with_floor,
+)
+from empirical import attribution as saliency
+from empirical.attribution import memory
 
 
 def _inputs(case: str, n: int, device, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

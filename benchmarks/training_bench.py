@@ -1,6 +1,6 @@
 """Section 4: training throughput (images per second) and the end-to-end wall time of a split-stability run.
 
-- One model: ``empirical.training.train`` (plain SGD, ``sgd_ct``) of LeNet on synthetic Fashion-MNIST-shaped
+- One model: ``empirical.training.trainer.train`` (plain SGD, ``sgd_ct``) of LeNet on synthetic Fashion-MNIST-shaped
   uint8 data, natural and PGD-L∞ (``pgd_linf``, ε = 0.1, step 0.025, ``pgd_steps`` steps, no best-iterate
   bookkeeping) training. The timed call follows an untimed warm-up call of a few steps.
 - Several models at once: ``n_models`` LeNets stacked with ``torch.func.stack_module_state`` and trained by
@@ -8,11 +8,11 @@
   from the attack's building blocks (``random_perturb``, ``step``, ``project``) around a vmapped input gradient.
   Images/s counts every model's images. Check: one vmapped gradient equals each model's own autograd gradient.
 - The smoothing study's protocol (Bhusal et al. appendix A: LeNet, Adam 1e-3, batch 32, PGD-40 with step ε/10,
-  ε = 0.1): the seven regimes N, A, M1, M2, G, E, NG trained together by ``empirical.lockstep.train_lockstep``
+  ε = 0.1): the seven regimes N, A, M1, M2, G, E, NG trained together by ``empirical.training.lockstep.train_lockstep``
   (CUDA-graphed steps on a GPU, eager on the CPU), against one adversarial model trained alone by
-  ``empirical.training.train``; both projected to the paper's 50 epochs of 60,000 images (93,750 steps per
+  ``empirical.training.trainer.train``; both projected to the paper's 50 epochs of 60,000 images (93,750 steps per
   model). On CUDA, check: the graphed steps equal eager lockstep steps (same capturable Adam) within 1e-4.
-- End to end: ``empirical.split_experiment.run`` on generated Fashion-MNIST-shaped IDX files
+- End to end: ``empirical.experiments.split.run.run`` on generated Fashion-MNIST-shaped IDX files
   (tests/fakedata.py), figures included: at the full preset the default sweep's sizes (the demo preset: 2
   pairs of 10,000-image splits, 2 epochs, 100 test images, 16 draws, 8 IG nodes), smaller at --quick, skipped
   where the preset gives no ``e2e`` sizes (tiny).
@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from benchmarks.common import BenchConfig, build_model, compare, sync, with_floor
-from empirical.attacks import pgd_linf, project, random_perturb, step
+from empirical.attacks.pgd import pgd_linf, project, random_perturb, step
 from empirical.data import FASHION_MNIST
-from empirical.results import fp32_mode
-from empirical.training import TrainConfig, train
+from empirical.runtime.precision import fp32_mode
+from empirical.training.trainer import TrainConfig, train
 
 EPS, ALPHA, LR = 0.1, 0.025, 0.05  # PGD radius and step (pixel units); SGD step size
 
@@ -149,7 +149,8 @@ def _vmap_check(device) -> dict:
 
 def _end_to_end(cfg: BenchConfig, device) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ lives beside benchmarks/
-    from empirical.split_experiment import SplitStabilityConfig, run
+    from empirical.experiments.split.config import SplitStabilityConfig
+    from empirical.experiments.split.run import run
     from tests.fakedata import fake_fashion_mnist
 
     e = dict(cfg.e2e)
@@ -197,8 +198,9 @@ def _step_flops(nets, specs, batch: int, device) -> int:
 
 
 def _smoothing_protocol(cfg: BenchConfig, device) -> dict:
-    from empirical.lockstep import train_lockstep
-    from empirical.smoothing_experiment import PAPER_REGIMES, REGIMES, SmoothingStudyConfig, attack_spec, build_regime
+    from empirical.experiments.smoothing.config import PAPER_REGIMES, REGIMES, SmoothingStudyConfig
+    from empirical.experiments.smoothing.regimes import attack_spec, build_regime
+    from empirical.training.lockstep import train_lockstep
 
     sc = SmoothingStudyConfig(attack_steps=cfg.smooth_attack_steps)
     specs = [attack_spec(sc, sc.eps if REGIMES[r][1] else 0.0) for r in PAPER_REGIMES]

@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 
 from empirical.errors import UserError
-from empirical.results import set_fp32_ieee
+from empirical.runtime.precision import set_fp32_ieee
 
 
 class Parser(argparse.ArgumentParser):

@@ -38,7 +38,7 @@ _AFFINE: dict = {}
 
 def _affine(mean: tuple, std: tuple, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The (1, C, 1, 1) mean and std tensors, made once per device and dtype: a host-to-device copy on
-    every call would cost a transfer per batch and could not be captured in a CUDA graph (empirical.lockstep)."""
+    every call would cost a transfer per batch and could not be captured in a CUDA graph (empirical.training.lockstep)."""
     key = (mean, std, dtype, str(device))
     if key not in _AFFINE:
         _AFFINE[key] = (torch.tensor(mean, dtype=dtype, device=device).view(1, -1, 1, 1),

@@ -24,7 +24,8 @@ def run_notebook(name: str, folder: Path):
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     os.environ["RESULTS_DIR"] = str(folder)
     try:
-        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+        # startup_timeout: a kernel starts in seconds, but on a loaded 2-core machine it has taken over the default 60 s
+        nbclient.NotebookClient(nb, timeout=300, startup_timeout=300, kernel_name="python3").execute()
     finally:
         del os.environ["RESULTS_DIR"]
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

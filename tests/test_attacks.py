@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from empirical.attacks import fgsm_rs, pgd_linf, project, random_perturb, robust_accuracy, step
+from empirical.attacks.pgd import fgsm_rs, pgd_linf, project, random_perturb, robust_accuracy, step
 
 
 def _images(n=16, shape=(1, 4, 4), seed=0, dtype=torch.float32):

@@ -73,7 +73,7 @@ def test_memory_section_on_cuda_has_no_oom():
 def test_batch_invariant_explain_gives_each_image_the_same_bits_in_any_batch(device):
     from benchmarks.common import build_model
     from benchmarks.metrics_bench import batch_invariant
-    from empirical import saliency
+    from empirical import attribution as saliency
 
     model = build_model("lenet-28", device, act="softplus")
     g = torch.Generator().manual_seed(0)

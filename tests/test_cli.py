@@ -43,7 +43,7 @@ def test_number_flags(parse, good, bad):
 
 
 def test_fp32_precision_is_recorded_and_can_be_set_to_ieee():
-    from empirical.results import fp32_mode, fp32_precision, set_fp32_ieee
+    from empirical.runtime.precision import fp32_mode, fp32_precision, set_fp32_ieee
     before = fp32_precision()
     assert before["api"] in ("fp32_precision", "allow_tf32") and "cudnn_conv" in before
     with fp32_mode("tf32"):  # the block's setting, then the previous one exactly
@@ -64,7 +64,7 @@ def test_fp32_precision_is_recorded_and_can_be_set_to_ieee():
 
 
 def test_commit_can_be_passed_in_for_a_copied_tree(monkeypatch):
-    from empirical.results import COMMIT_ENV, provenance
+    from empirical.runtime.environment import COMMIT_ENV, provenance
     monkeypatch.setenv(COMMIT_ENV, "0123abcd")
     p = provenance("cpu")
     assert p["git_commit"] == "0123abcd" and p["git_commit_from"] == "environment"
@@ -73,11 +73,11 @@ def test_commit_can_be_passed_in_for_a_copied_tree(monkeypatch):
 
 
 def test_commit_is_the_one_the_process_started_from(monkeypatch):
-    """A long run records the commit it loaded its code from: git is read once, when empirical.results is
+    """A long run records the commit it loaded its code from: git is read once, when empirical.runtime.environment is
     first imported, not when the results are written (a commit made meanwhile does not count)."""
     import subprocess
 
-    from empirical import results
+    from empirical.runtime import environment as results
     monkeypatch.delenv(results.COMMIT_ENV, raising=False)
 
     def no_git(*a, **kw):
@@ -88,9 +88,9 @@ def test_commit_is_the_one_the_process_started_from(monkeypatch):
 
 
 @pytest.mark.parametrize("module,run_name,argv", [
-    ("empirical.split_stability", "run", ["--preset", "paper", "--device", "cpu"]),
-    ("empirical.loo_stability", "run", ["--preset", "paper", "--device", "cpu"]),
-    ("empirical.smoothing_study", "run", ["--device", "cpu"]),  # its default preset is the paper's
+    ("empirical.experiments.split.cli", "run", ["--preset", "paper", "--device", "cpu"]),
+    ("empirical.experiments.loo.cli", "run", ["--preset", "paper", "--device", "cpu"]),
+    ("empirical.experiments.smoothing.cli", "run", ["--device", "cpu"]),  # its default preset is the paper's
 ])
 def test_gpu_sized_preset_on_the_cpu_says_so_and_still_runs(module, run_name, argv, monkeypatch, capsys, tmp_path):
     import importlib

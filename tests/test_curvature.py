@@ -1,7 +1,7 @@
 """Input-Hessian norm against closed forms and a dense Hessian."""
 import torch
 
-from empirical.curvature import input_hessian_norm
+from empirical.measures.curvature import input_hessian_norm
 
 
 class Quadratic(torch.nn.Module):

@@ -3,9 +3,8 @@ import math
 
 import torch
 
-from empirical import saliency
-from empirical.keyed_rng import SALIENCY_STREAM, keyed_normal, noise_draws
-from empirical.quality import keyed_uniform
+from empirical import attribution as saliency
+from empirical.keyed_rng import SALIENCY_STREAM, keyed_normal, keyed_uniform, noise_draws
 
 
 def test_normals_have_mean_0_variance_1_and_no_lag_correlation():

@@ -1,4 +1,4 @@
-"""Lockstep training (empirical.lockstep) is train() with a PGD perturbation, model by model, bit for bit on the
+"""Lockstep training (empirical.training.lockstep) is train() with a PGD perturbation, model by model, bit for bit on the
 CPU; it resumes from its own and from train()'s epoch snapshots; on a GPU its CUDA graphs match eager steps."""
 from collections import OrderedDict
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from empirical import attacks
+from empirical.attacks import pgd as attacks
 from empirical.errors import UserError
-from empirical.lockstep import AttackSpec, train_lockstep, train_many_or_load
-from empirical.smoothing import SmoothingBlock
-from empirical.training import TrainConfig, train, train_or_load
+from empirical.nets.smoothing import SmoothingBlock
+from empirical.training.lockstep import AttackSpec, train_lockstep, train_many_or_load
+from empirical.training.trainer import TrainConfig, train, train_or_load
 
 CFG = TrainConfig(optimizer="adam", lr=1e-2, batch_size=16, epochs=3, seed=3)
 SPECS = (None, AttackSpec(eps=0.1, step_size=0.02, steps=4),  # natural; PGD keeping the best iterate
@@ -106,7 +106,7 @@ def test_interrupted_lockstep_resumes_bit_for_bit(tmp_path):
 def test_a_run_killed_while_writing_its_snapshots_resumes_from_the_last_common_boundary(tmp_path, monkeypatch):
     """Killed after model 0 saved its step-8 snapshot but before model 1 did: every model goes back to step 4
     (each keeps its previous snapshot), and the result is still bit-identical to an uninterrupted run."""
-    import empirical.lockstep as ls
+    import empirical.training.lockstep as ls
     x, y = _data()
     whole = [_build(k) for k in range(3)]
     train_lockstep(whole, SPECS[:3], x, y, NORM, CFG, progress=False)
@@ -165,7 +165,7 @@ def test_train_many_or_load_shares_checkpoints_with_train_or_load(tmp_path):
 
 
 def test_train_many_or_load_trains_only_the_missing_models_and_says_how_many(tmp_path, monkeypatch):
-    from empirical import lockstep
+    from empirical.training import lockstep
     x, y = _data()
     kw = dict(x_uint8=x, y=y, normalize=NORM, cfg=CFG, progress=False, desc="train {n} of 3 models")
     parts = [{"k": k} for k in range(3)]

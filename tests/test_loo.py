@@ -9,7 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from empirical import loo, saliency
+from empirical import attribution as saliency
+from empirical.experiments.loo import config as loo_config
+from empirical.experiments.loo import replicas as loo
+from empirical.experiments.loo.report import bootstrap_exponent
 from empirical.loo_stability import main
 from tests.fakedata import fake_fashion_mnist
 from tests.notebooks import committed, run_notebook
@@ -20,14 +23,14 @@ ACT = "tanh"
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     root = fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"), n_train=400, n_test=60)
-    cfg = loo.LooConfig(data_root=str(root), downsample=4, width=8)
+    cfg = loo_config.LooConfig(data_root=str(root), downsample=4, width=8)
     return cfg, loo.prepare_pool(cfg)
 
 
 def _nets(cfg, pool, n, seeds, sets, order_seeds=None):
     """Stacked initial weights, data and orders for nets j with init/order seed seeds[j] and set sets[j]."""
     x = pool["x_train"]
-    dims = loo.widths(cfg, x.shape[1])
+    dims = loo_config.widths(cfg, x.shape[1])
     W0 = loo.init_params(dims, seeds)
     idx = torch.stack([s[0] for s in sets])
     lab = torch.stack([s[1] for s in sets])
@@ -36,7 +39,7 @@ def _nets(cfg, pool, n, seeds, sets, order_seeds=None):
 
 
 def _tcfg(cfg, optimizer, **kw):
-    return loo.LooConfig(**{**cfg.__dict__, **kw}).train_config(optimizer)
+    return loo_config.LooConfig(**{**cfg.__dict__, **kw}).train_config(optimizer)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd_ct", "noisy_sgd"])
@@ -89,13 +92,13 @@ def test_single_sample_sgd_matches_a_hand_written_loop(pool, optimizer):
     n, steps, lr, c, s = 12, 6, 0.5, 1.0, 0.03  # α_t = min(0.5, 1/t): 0.5, 0.5, 1/3, 1/4, 1/5, 1/6
     S = (torch.arange(n) * 3, P["y_train"][:3 * n:3].cpu())
     W0, idx, lab, order = _nets(cfg, P, n, [4], [S])
-    tc = loo.LooConfig(**{**cfg.__dict__, "lr": lr, "c": c, "weight_noise": s}).train_config(optimizer)
+    tc = loo_config.LooConfig(**{**cfg.__dict__, "lr": lr, "c": c, "weight_noise": s}).train_config(optimizer)
     got = loo.train(W0, P["x_train"], idx, lab, order, tc, ACT, (steps,), torch.tensor([0]), [21])[steps]
 
     W = [w[0].clone() for w in W0]
     gen = torch.Generator().manual_seed(21)
     sizes = [w.numel() for w in W]
-    block = torch.randn(loo.NOISE_BLOCK, sum(sizes), generator=gen)
+    block = torch.randn(loo_config.NOISE_BLOCK, sum(sizes), generator=gen)
     for t in range(1, steps + 1):
         i = int(order[0, t - 1])
         xi, yi = P["x_train"][int(S[0][i])], S[1][i]
@@ -117,12 +120,12 @@ def test_replaced_sample_differs_and_comes_from_outside_S(pool):
     x, y = P["x_train"], P["y_train"]
     means = loo.class_means(x, y)
     n = 40
-    rep = loo.replica_sets(x, y, means, n, loo.KINDS, seed=3, outlier_pool=64)
+    rep = loo.replica_sets(x, y, means, n, loo_config.KINDS, seed=3, outlier_pool=64)
     S, S_lab = rep["sets"]["S"]
     S2 = rep["sets"]["S2"][0]
     p = rep["info"]["position"]
     assert len(set(S.tolist()) & set(S2.tolist())) == 0
-    for k in loo.KINDS:
+    for k in loo_config.KINDS:
         idx, lab = rep["sets"][f"S'_{k}"]
         diff = (idx != S) | (lab != S_lab)
         assert diff.nonzero().flatten().tolist() == [p]  # exactly one sample replaced, at position p
@@ -140,7 +143,7 @@ def test_replaced_sample_differs_and_comes_from_outside_S(pool):
 
 def test_batched_maps_equal_the_saliency_module(pool):
     cfg, P = pool
-    W = loo.init_params(loo.widths(cfg, P["x_train"].shape[1]), [1, 2])
+    W = loo.init_params(loo_config.widths(cfg, P["x_train"].shape[1]), [1, 2])
     xt, yt, ids = P["x_test"][:5], P["y_test"][:5], torch.arange(100, 105)
     sig = 0.4
     maps = loo.saliency_maps(W, xt, yt, ids, ACT, [sig], draws=6, ig_steps=5, seed=3, max_points=500)
@@ -156,7 +159,7 @@ def test_bootstrap_exponent_recovers_a_power_law():
     x = [10.0, 20.0, 40.0, 80.0]
     rng = np.random.default_rng(0)
     vals = [xi ** -1.0 * np.exp(rng.normal(0, 0.05, 16)) for xi in x]
-    fit = loo.bootstrap_exponent(x, vals)
+    fit = bootstrap_exponent(x, vals)
     assert abs(fit["exponent"] + 1) < 0.05 and fit["ci_low"] < -1 < fit["ci_high"]
 
 

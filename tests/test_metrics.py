@@ -9,8 +9,17 @@ from hypothesis import strategies as st
 from scipy import ndimage
 from scipy import stats as sstats
 
-from empirical.metrics import (collapse_channels, fidelity_error, fit_power_law, ssim, stability_error, summarize,
-                               topk_indices, topk_intersection, topk_iou)
+from empirical.measures.agreement import (
+    collapse_channels,
+    fidelity_error,
+    fit_power_law,
+    ssim,
+    stability_error,
+    summarize,
+    topk_indices,
+    topk_intersection,
+    topk_iou,
+)
 
 seeds = st.integers(0, 10_000)
 

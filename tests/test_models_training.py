@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from empirical import bounds, models
 from empirical.errors import UserError
-from empirical.training import TrainConfig, step_size, train, train_or_load
+from empirical.nets import constants as bounds
+from empirical.nets import models
+from empirical.training.trainer import TrainConfig, step_size, train, train_or_load
 
 
 @pytest.mark.parametrize("name", ["lenet", "mlp"])

@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from empirical import bounds, models
+from empirical.nets import constants as bounds
+from empirical.nets import models
 
 
 def dense_norm(fn, shape) -> float:

@@ -15,11 +15,17 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from empirical.errors import UserError
-from empirical.metrics import ssim, topk_iou
-from empirical.quality import (gini, keyed_uniform, linf_ball_perturbations, noisy_linear_imputation,
-                               relative_input_stability, relative_output_stability, relative_representation_stability,
-                               relative_stabilities,
-                               removal_order, road, road_auc)
+from empirical.keyed_rng import keyed_uniform
+from empirical.measures.agreement import ssim, topk_iou
+from empirical.measures.faithfulness import noisy_linear_imputation, removal_order, road, road_auc
+from empirical.measures.relative_stability import (
+    linf_ball_perturbations,
+    relative_input_stability,
+    relative_output_stability,
+    relative_representation_stability,
+    relative_stabilities,
+)
+from empirical.measures.sparsity import gini
 
 quantus = pytest.importorskip("quantus")
 seeds = st.integers(0, 10_000)
@@ -185,7 +191,7 @@ def test_stability_is_invariant_to_batch_size_and_composition():
 
 
 def test_smoothgrad_stability_with_image_ids_uses_common_noise_and_is_batch_invariant():
-    from empirical.saliency import smoothgrad
+    from empirical.attribution.noise_tunnel import smoothgrad
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Softplus(), nn.Linear(8, 3)).eval()
     x = _images(4, 3)

@@ -4,9 +4,10 @@ Tolerances: float64 throughout, so agreement with Captum is to rounding (atol 1e
 for sums over path steps and draws); Monte-Carlo statements use margins of several standard errors.
 """
 import doctest
-import math
 import importlib
+import math
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,13 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from empirical.memory import max_batch_for_memory, shrink_to_fit
-from empirical.saliency import (METHODS, RULES, draw_noise, gradcam, ig_quadrature, integrated_gradients, saliency,
-                                smoothed, smoothgrad, vanilla_gradient)
+from empirical.attribution.cam import gradcam
+from empirical.attribution.dispatch import METHODS, saliency
+from empirical.attribution.engine import draw_noise
+from empirical.attribution.gradient import vanilla_gradient
+from empirical.attribution.integrated_gradients import RULES, ig_quadrature, integrated_gradients
+from empirical.attribution.memory import max_batch_for_memory, shrink_to_fit
+from empirical.attribution.noise_tunnel import smoothed, smoothgrad
 
 pytest.importorskip("captum.attr")
-from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel,  # noqa: E402
-                         Saliency)
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency  # noqa: E402
 from captum.attr._utils.approximation_methods import approximation_parameters  # noqa: E402
 
 D64 = torch.float64
@@ -490,8 +494,14 @@ def test_cuda_results_stay_on_device_and_match_cpu():
     assert max_batch_for_memory(cm, (2, 6, 6), 64.0, device="cuda") >= 1
 
 
-@pytest.mark.parametrize("module", ["saliency", "attacks", "smoothing"])
+def _modules_with_examples() -> list[str]:
+    root = Path(__file__).resolve().parent.parent
+    return sorted(".".join(p.relative_to(root).with_suffix("").parts) for p in (root / "empirical").rglob("*.py")
+                  if ">>> " in p.read_text())
+
+
+@pytest.mark.parametrize("module", _modules_with_examples())
 def test_docstring_examples_run(module):
-    mod = importlib.import_module(f"empirical.{module}")
+    mod = importlib.import_module(module)
     res = doctest.testmod(mod, extraglobs={"torch": torch, "nn": nn})
     assert res.attempted > 0 and res.failed == 0

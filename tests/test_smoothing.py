@@ -9,9 +9,18 @@ from hypothesis import strategies as st
 from scipy import ndimage
 from torch import nn
 
-from empirical.smoothing import (FILTERS, SmoothingBlock, embedded_gaussian, gaussian_filter2d, gaussian_kernel2d,
-                                 insert_smoothing_block, mean_filter2d, median_filter2d, nonlocal_gaussian,
-                                 nonlocal_weights)
+from empirical.nets import (
+    FILTERS,
+    SmoothingBlock,
+    embedded_gaussian,
+    gaussian_filter2d,
+    gaussian_kernel2d,
+    insert_smoothing_block,
+    mean_filter2d,
+    median_filter2d,
+    nonlocal_gaussian,
+    nonlocal_weights,
+)
 
 kornia = pytest.importorskip("kornia")
 

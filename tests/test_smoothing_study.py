@@ -10,7 +10,8 @@ import torch
 
 from empirical import smoothing_study
 from empirical.data import FASHION_MNIST
-from empirical.smoothing_experiment import REGIMES, SmoothingStudyConfig, build_regime, lockstep_group
+from empirical.experiments.smoothing.config import REGIMES, SmoothingStudyConfig
+from empirical.experiments.smoothing.regimes import build_regime, lockstep_group
 from tests.fakedata import fake_fashion_mnist
 from tests.notebooks import committed, run_notebook
 
@@ -77,14 +78,15 @@ def test_eps_grid_trains_each_adversarial_regime_at_each_eps_and_plots_the_trade
 
 
 def test_train_tf32_trains_under_tf32_keys_its_checkpoints_apart_and_restores_the_setting(fm, tmp_path, monkeypatch):
-    from empirical import results, smoothing_experiment
+    from empirical import runtime as results
+    from empirical.experiments.smoothing import run as smoothing_run
     seen = []
-    real = smoothing_experiment.train_many_or_load
+    real = smoothing_run.train_many_or_load
 
     def spy(*a, **kw):
         seen.append(results.fp32_precision()["cudnn_conv"])
         return real(*a, **kw)
-    monkeypatch.setattr(smoothing_experiment, "train_many_or_load", spy)
+    monkeypatch.setattr(smoothing_run, "train_many_or_load", spy)
     before = results.fp32_precision()
     args = ["--data-root", str(fm), "--regimes", "N", "A", "--out", str(tmp_path)] + TINY
     assert smoothing_study.main(args) == 0
@@ -135,8 +137,10 @@ def test_bad_input(args, needle, fm, tmp_path):
 def test_robust_accuracy_attack_is_seeded_by_the_config(monkeypatch):
     """The robust-accuracy PGD draws its random start from a generator seeded by the study's seed, not from the
     global RNG (whose state depends on what ran before, so a cached evaluation unit would not reproduce)."""
-    from empirical import attacks, smoothing_experiment
-    from empirical.smoothing_experiment import PixelModel, evaluate_model
+    from empirical.attacks import pgd as attacks
+    from empirical.experiments.smoothing import run as smoothing_run
+    from empirical.experiments.smoothing.regimes import PixelModel
+    from empirical.experiments.smoothing.run import evaluate_model
 
     seen = []
 
@@ -144,7 +148,7 @@ def test_robust_accuracy_attack_is_seeded_by_the_config(monkeypatch):
         seen.append(generator)
         raise KeyboardInterrupt  # only the call's arguments matter here
     monkeypatch.setattr(attacks, "robust_accuracy", spy)
-    assert smoothing_experiment.attacks is attacks
+    assert smoothing_run.attacks is attacks
     cfg = SmoothingStudyConfig(seed=4)
     pm = PixelModel(build_regime(cfg, FASHION_MNIST, "N"), FASHION_MNIST).eval()
     x, y = torch.rand(2, 1, 28, 28), torch.tensor([0, 1])

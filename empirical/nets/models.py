@@ -21,6 +21,7 @@ from torch import nn
 
 from empirical.errors import UserError
 
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode for the block, then every submodule's own flag restored (a model in mixed modes — a

@@ -12,7 +12,7 @@ constants:
 
 B_i is the largest operator norm of layer i over all trained networks (the theorems need
 ‖W_i‖ ≤ B_i for every output of the algorithm), each one exact (Linear) or a certified upper bound
-(Conv2d, `empirical.bounds.conv_norm_upper`), so the Remark 4 bounds are certified too. Both the printed and the corrected saliency
+(Conv2d, `empirical.nets.constants.conv_norm_upper`), so the Remark 4 bounds are certified too. Both the printed and the corrected saliency
 Lipschitz constants (ledger: thm5-saliency-lipschitz) are reported.
 
 What is compared: the theorems bound the leave-one-out stability (eq. 10) of one training set of
@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import math
 
+from empirical.measures import agreement as metrics
 from theory import bounds as tb
-
-from empirical import metrics
 
 
 def _log10(v: float) -> float | None:

@@ -1,6 +1,6 @@
 """How many samples a forward/backward to the input may take at once, under a memory budget.
 
-The saliency engine (:mod:`empirical.saliency`) chunks its rows by ``max_batch``; this module turns a user's
+The saliency engine (:mod:`empirical.attribution`) chunks its rows by ``max_batch``; this module turns a user's
 memory budget (MiB) into one: measured on CUDA (peak-memory statistics, then verified by a real pass), estimated
 from the activations' sizes on the CPU.
 """
@@ -12,10 +12,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from empirical.attribution.engine import _target_grad
 from empirical.errors import UserError
-from empirical.models import eval_mode as _eval_mode
-from empirical.saliency import _target_grad
-
+from empirical.nets.models import eval_mode as _eval_mode
 
 VERIFY_LIMIT = 1 << 16  # max_batch_for_memory checks its CUDA estimate by a real pass up to this many samples
 

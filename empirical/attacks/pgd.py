@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from empirical.errors import UserError
-from empirical.models import eval_mode as _eval_mode
+from empirical.nets.models import eval_mode as _eval_mode
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]
 
@@ -98,7 +98,7 @@ def _losses(model: nn.Module, normalize: Normalize, x_adv: torch.Tensor, y: torc
 def _keep_best(best: torch.Tensor, best_loss: torch.Tensor | None, x_adv: torch.Tensor,
                loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # torch.where, not masked assignment: the same values, but static shapes (no nonzero(), no host
-    # sync), so the whole attack can be captured in a CUDA graph (empirical.lockstep).
+    # sync), so the whole attack can be captured in a CUDA graph (empirical.training.lockstep).
     if best_loss is None:
         return x_adv.clone(), loss.clone()
     better = loss > best_loss

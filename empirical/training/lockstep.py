@@ -14,13 +14,13 @@ At that size every kernel is tiny, and an eager PyTorch step is bound by the CPU
   the models' small kernels side by side.
 
 On the CPU (and on CUDA with ``graphs=False``) the same step runs eagerly. There it is exactly
-:func:`empirical.training.train` with a ``perturb`` of :func:`empirical.attacks.pgd_linf`: the same weights,
+:func:`empirical.training.trainer.train` with a ``perturb`` of :func:`empirical.attacks.pgd_linf`: the same weights,
 bit for bit (tested), so checkpoints keyed by the training configuration stay valid whichever path made them.
-The per-model epoch-boundary snapshots have :func:`~empirical.training.train`'s format, so either can resume
+The per-model epoch-boundary snapshots have :func:`~empirical.training.trainer.train`'s format, so either can resume
 the other's.
 
 Scope: constant learning rate, no weight noise (the ``adam`` optimiser: the smoothing study's recipe). Other
-optimisers go through :func:`~empirical.training.train`.
+optimisers go through :func:`~empirical.training.trainer.train`.
 """
 from __future__ import annotations
 
@@ -36,10 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from empirical.attacks import pgd_from, project
+from empirical.attacks.pgd import pgd_from, project
 from empirical.errors import UserError
-from empirical.models import eval_mode
-from empirical.training import TrainConfig, atomic_save, epoch_snapshot, load_or_build, read_snapshot
+from empirical.nets.models import eval_mode
+from empirical.training.checkpoints import atomic_save, epoch_snapshot, load_or_build, read_snapshot
+from empirical.training.trainer import TrainConfig
 
 LOCKSTEP_OPTIMIZERS = ("adam",)
 
@@ -87,7 +88,7 @@ def _check(models: Sequence[nn.Module], attacks: Sequence[AttackSpec | None], re
     cfg.validate()
     if cfg.optimizer not in LOCKSTEP_OPTIMIZERS:
         raise UserError(f"lockstep training supports the optimizers {', '.join(LOCKSTEP_OPTIMIZERS)} (constant "
-                        f"step size); got {cfg.optimizer!r}: train it with empirical.training.train")
+                        f"step size); got {cfg.optimizer!r}: train it with empirical.training.trainer.train")
     if not models:
         raise UserError("lockstep training needs at least one model")
     if len(attacks) != len(models) or (resumes is not None and len(resumes) != len(models)):
@@ -317,7 +318,7 @@ def train_many_or_load(
     ckpt_dir: Path,
     train_kwargs: dict,
 ) -> list[tuple[nn.Module, dict, bool]]:
-    """:func:`empirical.training.train_or_load` for several models: the ones with a checkpoint are loaded,
+    """:func:`empirical.training.trainer.train_or_load` for several models: the ones with a checkpoint are loaded,
     the rest trained together by :func:`train_lockstep` and saved under the same keys (so a lockstep run and
     a one-by-one run share their checkpoints). Returns (model in eval mode, record, reused?) per model.
     A ``{n}`` in ``train_kwargs["desc"]`` (the progress label) becomes the number of models trained."""

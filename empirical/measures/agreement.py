@@ -14,7 +14,7 @@ Agreement between two maps (Ye & Farnia 2025, AISTATS, "Gaussian smoothing in sa
 
 Statistics: :func:`summarize` (mean, std, t-interval) and :func:`fit_power_law` (log-log exponent).
 
-The quality of one map (Gini, RIS/ROS/RRS, ROAD) lives in :mod:`empirical.quality`.
+The quality of one map (Gini, RIS/ROS/RRS, ROAD) lives in :mod:`empirical.measures`.
 
 Choices made here, where the papers leave them open:
 

@@ -13,85 +13,32 @@ the plain map. For "vg" that is SmoothGrad; for "ig" smoothed Integrated Gradien
 of a pair see identical noise (common random numbers: draws seeded by image id), so their difference
 measures the networks, not the Monte-Carlo noise; the MC standard error is reported besides.
 
-Bounds (`empirical.bounds` for the constants, `theory.bounds` for the formulas): Theorem 5 (σ = 0,
+Bounds (`empirical.nets.constants` for the constants, `theory.bounds` for the formulas): Theorem 5 (σ = 0,
 SimpleGrad), Theorem 6 (σ > 0, SmoothGrad) and Proposition 7 (fidelity) evaluated with each trained
 network's B_i, C, the run's c, T, n and m, in log10 (they overflow float64 on real networks).
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from empirical import bounds as netbounds
+from empirical import attribution as saliency
 from empirical import data as data_mod
-from empirical import memory, metrics, models, saliency
+from empirical.attribution import memory
 from empirical.errors import UserError
-from empirical.results import UnitCache, provenance, write_csv, write_json
-from empirical.training import TrainConfig, accuracy, config_digest, train_or_load
-
-METHODS = ("vg", "ig", "gradcam", "gradcampp")
-PAPER_SIGMAS = tuple(round(0.05 * i, 2) for i in range(9))  # 0, 0.05, ..., 0.40 (Ye & Farnia Fig. 2)
-
-
-@dataclass(frozen=True)
-class SplitStabilityConfig:
-    dataset: str = "fashion-mnist"
-    data_root: str | None = None  # folder of the data files; None: Debian's Fashion-MNIST location
-    image_size: int = 64  # imagefolder only: images resized to this side (pixels)
-    model: str = "lenet"
-    activation: str = "relu"
-    sigmas: tuple[float, ...] = (0.15,)  # fraction of the pixel range (x_max − x_min); 0 is always added
-    methods: tuple[str, ...] = ("vg", "ig")
-    pairs: int = 2  # independent random splits, each into two disjoint halves
-    n: int | None = None  # training images per split; None: min(n_cap, half the training set)
-    n_cap: int | None = None  # cap on the default n (the demo uses 10,000 to stay fast on a CPU)
-    test_images: int = 100  # evaluated test images (a seeded random subset)
-    draws: int = 16  # Gaussian noise draws per smoothed map
-    ig_steps: int = 16  # Integrated Gradients path steps (Gauss–Legendre)
-    topk_fraction: float = 0.1  # k of the top-k metrics, as a fraction of the pixels
-    train: TrainConfig = field(default_factory=TrainConfig)
-    seed: int = 0  # splits, test subset and noise; model seeds derive from it
-    device: str = "cpu"
-    max_batch: int = 4096  # model evaluations per forward pass (memory cap)
-    mem_mb: float | None = None  # memory cap in MiB for the saliency passes; lowers max_batch to fit (None: off)
-
-    def validate(self) -> None:
-        if self.dataset not in data_mod.DATASETS:
-            raise UserError(f"unknown data set {self.dataset!r}; valid: {', '.join(data_mod.DATASETS)}")
-        if self.model not in models.MODELS:
-            raise UserError(f"unknown model {self.model!r}; valid: {', '.join(models.MODELS)}")
-        if self.activation not in models.ACTIVATIONS:
-            raise UserError(f"unknown activation {self.activation!r}; valid: {', '.join(models.ACTIVATIONS)}")
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise UserError(f"unknown method(s) {bad or '(none)'}; valid: {', '.join(METHODS)}")
-        if any(m.startswith("gradcam") for m in self.methods) and models.GRADCAM_LAYER[self.model] is None:
-            raise UserError(f"Grad-CAM needs a convolutional model; {self.model!r} has no conv layer")
-        for s in self.sigmas:
-            if not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
-                raise UserError(f"sigma must be a finite number >= 0 (fraction of the pixel range), got {s!r}")
-        for name, v, lo in (("pairs", self.pairs, 1), ("test images", self.test_images, 1), ("draws", self.draws, 1),
-                            ("IG steps", self.ig_steps, 1), ("max batch", self.max_batch, 1)):
-            if not isinstance(v, int) or v < lo:
-                raise UserError(f"{name} must be an integer >= {lo}, got {v!r}")
-        if self.mem_mb is not None and not (self.mem_mb > 0):
-            raise UserError(f"memory cap must be > 0 MiB, got {self.mem_mb}")
-        if self.n is not None and self.n < 2:
-            raise UserError(f"n (training images per split) must be >= 2, got {self.n}")
-        if not (0 < self.topk_fraction <= 1):
-            raise UserError(f"topk fraction must be in (0, 1], got {self.topk_fraction}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"device {self.device!r} asked for, but no CUDA GPU is available; use --device cpu")
-        self.train.validate()
-
-    @property
-    def all_sigmas(self) -> tuple[float, ...]:
-        return tuple(sorted(set((0.0,) + tuple(float(s) for s in self.sigmas))))
+from empirical.experiments.split.config import SplitStabilityConfig
+from empirical.measures import agreement as metrics
+from empirical.nets import constants as netbounds
+from empirical.nets import models
+from empirical.runtime.cache import UnitCache
+from empirical.runtime.environment import provenance
+from empirical.runtime.files import write_csv, write_json
+from empirical.training.checkpoints import config_digest
+from empirical.training.trainer import accuracy, train_or_load
 
 
 # --------------------------------------------------------------------------- maps
@@ -256,7 +203,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
 # --------------------------------------------------------------------------- aggregation
 def assemble(cfg: SplitStabilityConfig, records: list[dict], constants: list[dict], split_records: list[dict],
              info: dict) -> dict:
-    from empirical import bound_report
+    from empirical.experiments.split import bounds as bound_report
 
     summary = []
     for meth in cfg.methods:
@@ -284,7 +231,7 @@ def assemble(cfg: SplitStabilityConfig, records: list[dict], constants: list[dic
 
 
 def write_outputs(results: dict, out: Path) -> None:
-    from empirical import figures
+    from empirical.experiments.split import figures
 
     write_json(out / "results.json", results)
     write_csv(out / "summary.csv", [{k: v for k, v in r.items() if not k.endswith("_per_pair")}

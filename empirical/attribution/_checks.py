@@ -1,0 +1,108 @@
+"""Input checks shared by the attribution methods: one-line errors that name the value and what is valid."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable, Sequence
+
+import torch
+
+from empirical.errors import UserError
+
+SaliencyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _shape(v) -> str:
+    return str(list(v.shape)) if isinstance(v, torch.Tensor) else type(v).__name__
+
+
+def _check_x(x) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
+        raise UserError(f"x must be a floating tensor of shape [N, C, H, W] or [N, D], got "
+                        f"{_shape(x)} {getattr(x, 'dtype', '')}")
+    if x.shape[0] < 1:
+        raise UserError(f"x holds no images: shape {_shape(x)}")
+
+
+def _positive_int(name: str, v, lo: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise UserError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def _check_max_batch(max_batch) -> int | None:
+    return None if max_batch is None else _positive_int("max_batch", max_batch)
+
+
+def _check_target(x: torch.Tensor, target) -> tuple[torch.Tensor, int]:
+    """(target as a long tensor on x's device, its largest class). Whether that class exists is checked on the
+    first forward's logits (:func:`_logits_at`): learning K here would cost an extra forward per call."""
+    n = x.shape[0]
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        target = torch.full((n,), int(target), dtype=torch.long, device=x.device)
+    if not isinstance(target, torch.Tensor) or target.dtype.is_floating_point or target.dtype == torch.bool \
+            or target.is_complex() or tuple(target.shape) != (n,):
+        raise UserError(f"target must be an integer tensor of shape [{n}] (one class per image), got "
+                        f"{_shape(target)} {getattr(target, 'dtype', '')}")
+    target = target.to(device=x.device, dtype=torch.long)
+    lo, hi = (int(v) for v in torch.aminmax(target)) if n else (0, 0)
+    if lo < 0:
+        raise UserError(f"target out of range: classes must be >= 0, got {lo}")
+    return target, hi
+
+
+def _logits_at(out, n: int, hi: int | None, target: torch.Tensor) -> torch.Tensor:
+    """out[i, target[i]], after checking that ``out`` is [n, K] logits with K > hi, the largest target (an
+    out-of-range gather on CUDA is a device-side assert that kills the process, not an error message)."""
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n:
+        raise UserError(f"the model must map x [N, ...] to logits [N, K]; on {n} image(s) it returned {_shape(out)}")
+    if hi is not None and hi >= out.shape[1]:
+        raise UserError(f"target out of range: classes must be in [0, {out.shape[1] - 1}], got {hi}")
+    return out.gather(1, target[:, None])[:, 0]
+
+
+def _check_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
+    """σ as a tensor broadcastable against one sample x[i] (per channel along dim 0 of the sample)."""
+    c = x.shape[1]
+    if isinstance(sigma, numbers.Real) and not isinstance(sigma, bool):
+        s = float(sigma)
+        if not math.isfinite(s) or s < 0:
+            raise UserError(f"sigma must be a finite number >= 0 (absolute, model-input units), got {sigma!r}")
+        return torch.tensor(s, dtype=x.dtype, device=x.device)
+    if not isinstance(sigma, torch.Tensor) or tuple(sigma.shape) not in ((), (c,)):
+        raise UserError(f"sigma must be a float or a tensor of shape [{c}] (one per channel), got "
+                        f"{_shape(sigma)}")
+    vals = sigma.detach().double().cpu().reshape(-1)
+    if not bool(torch.isfinite(vals).all()) or bool((vals < 0).any()):
+        raise UserError(f"sigma must be finite and >= 0 in every channel, got {vals.tolist()}")
+    s = sigma.detach().to(device=x.device, dtype=x.dtype)
+    return s.reshape((c,) + (1,) * (x.dim() - 2)) if s.dim() == 1 else s
+
+
+def _check_ids(ids, n: int) -> list[int]:
+    if ids is None:
+        return list(range(n))
+    if isinstance(ids, torch.Tensor):
+        if ids.dtype.is_floating_point or tuple(ids.shape) != (n,):
+            raise UserError(f"ids must be an integer tensor of shape [{n}], got {_shape(ids)} {ids.dtype}")
+        return [int(i) for i in ids.tolist()]
+    ids = list(ids)
+    if len(ids) != n or not all(isinstance(i, numbers.Integral) for i in ids):
+        raise UserError(f"ids must be {n} integers (one per image), got {ids!r}")
+    return [int(i) for i in ids]
+
+
+def _check_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
+    if baseline is None:
+        return torch.zeros_like(x)
+    if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):
+        return torch.full_like(x, float(baseline))
+    if not isinstance(baseline, torch.Tensor) or tuple(baseline.shape) not in (tuple(x.shape), tuple(x.shape[1:])):
+        raise UserError(f"baseline must be None, a number, or a tensor of shape {list(x.shape)} or "
+                        f"{list(x.shape[1:])}, got {_shape(baseline)}")
+    return baseline.detach().to(device=x.device, dtype=x.dtype).expand_as(x)
+
+
+def _check_choice(name: str, v, valid: Sequence) -> None:
+    if v not in valid:
+        raise UserError(f"unknown {name} {v!r}; valid: {', '.join(repr(u) for u in valid)}")

@@ -1,0 +1,77 @@
+"""Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al. 2018)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from empirical.attribution._checks import _check_choice, _check_max_batch, _check_target, _check_x, _logits_at, _shape
+from empirical.errors import UserError
+from empirical.nets.models import eval_mode as _eval_mode
+
+UPSAMPLE = ("bilinear", "nearest", None)
+
+
+# --------------------------------------------------------------------------- Grad-CAM
+def _cam(acts: torch.Tensor, grads: torch.Tensor, plus: bool) -> torch.Tensor:
+    if not plus:
+        weights = grads.mean((2, 3), keepdim=True)
+    else:
+        g2 = grads ** 2
+        denom = 2 * g2 + acts.sum((2, 3), keepdim=True) * g2 * grads
+        nonzero = denom != 0
+        alpha = torch.where(nonzero, g2 / torch.where(nonzero, denom, torch.ones_like(denom)), torch.zeros_like(g2))
+        weights = (alpha * grads.clamp_min(0)).sum((2, 3), keepdim=True)
+    return (weights * acts).sum(1, keepdim=True).clamp_min(0)
+
+
+def gradcam(model: nn.Module, x: torch.Tensor, target, layer: nn.Module, plus: bool = False,
+            upsample: str | None = "bilinear", max_batch: int | None = None) -> torch.Tensor:
+    r"""Grad-CAM (Selvaraju et al. 2017) or, with ``plus``, Grad-CAM++ (Chattopadhay et al. 2018); [N, 1, H, W].
+
+    With :math:`A^k` the activations of ``layer`` (output [N, K, h, w], captured by a forward hook) and
+    :math:`g^k = \partial f_y / \partial A^k`:
+
+    - Grad-CAM: :math:`L = \mathrm{ReLU}(\sum_k w_k A^k)`, :math:`w_k = \frac{1}{hw}\sum_{ij} g^k_{ij}`.
+    - Grad-CAM++: :math:`w_k = \sum_{ij} \alpha^k_{ij} \mathrm{ReLU}(g^k_{ij})` with the closed-form alphas of
+      the exponentiated score (paper eq. 19), :math:`\alpha^k_{ij} = (g^k_{ij})^2 / (2 (g^k_{ij})^2 +
+      \sum_{ab} A^k_{ab} (g^k_{ij})^3)`, 0 where the denominator is 0. The paper's weights carry a factor
+      :math:`e^{f_y}`, a positive per-image scale; it is left out (as pytorch-grad-cam does) because it
+      overflows float32 for logits above ~88 and would make raw map norms depend on the confidence.
+
+    ``upsample``: ``"bilinear"`` (``align_corners=False``) or ``"nearest"`` to ``x``'s H × W, or None for the
+    layer resolution [N, 1, h, w]. ``max_batch`` images per forward pass.
+    """
+    _check_x(x)
+    if x.dim() != 4:
+        raise UserError(f"Grad-CAM needs images [N, C, H, W], got shape {_shape(x)}")
+    _check_choice("upsample", upsample, UPSAMPLE)
+    if not isinstance(layer, nn.Module) or not any(m is layer for m in model.modules()):
+        raise UserError(f"layer must be a submodule of the model, got {type(layer).__name__}")
+    max_batch = _check_max_batch(max_batch)
+    captured: list[torch.Tensor] = []
+    with _eval_mode(model):
+        target, hi = _check_target(x, target)
+        handle = layer.register_forward_hook(lambda mod, inp, out: captured.append(out))
+        cams = []
+        try:
+            step = max_batch or x.shape[0]
+            for lo in range(0, x.shape[0], step):
+                captured.clear()
+                with torch.enable_grad():
+                    # x needs grad so that the layer's output is in the graph even for a frozen model.
+                    logits = model(x[lo:lo + step].detach().requires_grad_(True))
+                    if len(captured) != 1 or not isinstance(captured[0], torch.Tensor) or captured[0].dim() != 4:
+                        raise UserError(f"the Grad-CAM layer must run once per forward and output [N, K, h, w]; it "
+                                        f"ran {len(captured)} times, output "
+                                        f"{_shape(captured[0]) if captured else None}")
+                    score = _logits_at(logits, len(target[lo:lo + step]), hi, target[lo:lo + step]).sum()
+                    (grads,) = torch.autograd.grad(score, captured[0])
+                cams.append(_cam(captured[0].detach(), grads, plus))
+        finally:
+            handle.remove()
+    cam = torch.cat(cams)
+    if upsample is None:
+        return cam
+    kw = {"align_corners": False} if upsample == "bilinear" else {}
+    return F.interpolate(cam, size=tuple(x.shape[-2:]), mode=upsample, **kw)

@@ -1,0 +1,27 @@
+"""One dispatcher over the methods."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from empirical.attribution._checks import _check_choice
+from empirical.attribution.cam import gradcam
+from empirical.attribution.gradient import vanilla_gradient
+from empirical.attribution.integrated_gradients import integrated_gradients
+from empirical.attribution.noise_tunnel import smoothgrad
+
+METHODS = ("vg", "ig", "sg", "sg_ig", "gradcam", "gradcampp")
+
+
+# --------------------------------------------------------------------------- dispatch, memory
+def saliency(method: str, model: nn.Module, x: torch.Tensor, target, **kw):
+    """``method`` in :data:`METHODS`: "vg", "ig", "sg" (SmoothGrad), "sg_ig" (smoothed IG), "gradcam",
+    "gradcampp"; keyword arguments go to the method's function."""
+    _check_choice("method", method, METHODS)
+    if method == "vg":
+        return vanilla_gradient(model, x, target, **kw)
+    if method == "ig":
+        return integrated_gradients(model, x, target, **kw)
+    if method in ("sg", "sg_ig"):
+        return smoothgrad(model, x, target, base="vg" if method == "sg" else "ig", **kw)
+    return gradcam(model, x, target, plus=method == "gradcampp", **kw)
