@@ -77,9 +77,10 @@ def _ratio_of_means(sample: np.ndarray) -> np.ndarray:
 class SignCount:
     """How many units show each sign: the exact companion of a CI from few units."""
 
-    positive: int
-    negative: int
-    zero: int
+    positive: int  # units above the null
+    negative: int  # below
+    zero: int  # at it
+    null: float = 0.0
 
     @property
     def n(self) -> int:
@@ -92,8 +93,9 @@ class SignCount:
 
     @property
     def text(self) -> str:
-        """``"3/3 > 0"``, ``"3/3 < 0"`` or ``"2/3 > 0, 1/3 < 0"``."""
-        parts = [f"{k}/{self.n} {s}" for k, s in ((self.positive, "> 0"), (self.negative, "< 0"), (self.zero, "= 0"))
+        """``"3/3 > 0"``, ``"3/3 < 0"`` or ``"2/3 > 0, 1/3 < 0"`` (against the null)."""
+        z = fmt(self.null, 2) if self.null else "0"
+        parts = [f"{k}/{self.n} {s} {z}" for k, s in ((self.positive, ">"), (self.negative, "<"), (self.zero, "="))
                  if k]
         return ", ".join(parts) if parts else "no units"
 
@@ -115,12 +117,20 @@ class Summary:
     unit: str
     n_units: int
     resamples: int = 0
-    signs: SignCount | None = None  # per-unit signs of the effect (against its null), where it has one
+    unit_values: tuple[float, ...] | None = None  # each unit's own value of the effect, where it has one
 
     def as_dict(self) -> dict:
         """The plain record stored in result files: ``{estimate, ci_low, ci_high, confidence, method, unit,
-        n_units, resamples, signs}``."""
-        return asdict(self)
+        n_units, resamples, unit_values}``."""
+        d = asdict(self)
+        d["unit_values"] = list(self.unit_values) if self.unit_values is not None else None
+        return d
+
+    def signs(self, null: float = 0.0) -> SignCount | None:
+        """How many units lie above, below and at ``null`` (None without per-unit values)."""
+        if self.unit_values is None:
+            return None
+        return sign_consistency(self.unit_values, null)
 
     @property
     def has_interval(self) -> bool:
@@ -239,7 +249,7 @@ def expanded_alpha(alpha: float, n: int) -> float:
 def summarize(values, *, unit: str, statistic: Statistic = mean, **kw) -> Summary:
     """The mean (or ``statistic``) of per-unit values with its bootstrap interval; see :func:`bootstrap`."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    return replace(bootstrap(v, statistic, unit=unit, **kw), signs=sign_consistency(v))
+    return replace(bootstrap(v, statistic, unit=unit, **kw), unit_values=tuple(v.tolist()))
 
 
 def unit_means(values) -> np.ndarray:
@@ -257,18 +267,19 @@ def _paired(a, b) -> np.ndarray:
 
 def paired_difference(a, b, *, unit: str, **kw) -> Summary:
     """mean(a) − mean(b) where ``a[i]`` and ``b[i]`` come from the same unit; units resampled jointly.
-    ``signs`` counts the units with a[i] > b[i], < and =."""
+    ``unit_values`` holds each unit's a[i] − b[i]."""
     ab = _paired(a, b)
     s = bootstrap(ab, _difference_of_means, unit=unit, label="paired", **kw)
-    return replace(s, signs=sign_consistency(ab[:, 0] - ab[:, 1]))
+    return replace(s, unit_values=tuple((ab[:, 0] - ab[:, 1]).tolist()))
 
 
 def paired_ratio(a, b, *, unit: str, **kw) -> Summary:
     """mean(a) / mean(b) with ``a[i]``, ``b[i]`` from the same unit; units resampled jointly. Its null is 1
-    (``verdict(s, null=1)``); ``signs`` counts the units with a[i] > b[i], < and = (b > 0)."""
+    (``verdict(s, null=1)``); ``unit_values`` holds each unit's a[i] / b[i]."""
     ab = _paired(a, b)
     s = bootstrap(ab, _ratio_of_means, unit=unit, label="paired", **kw)
-    return replace(s, signs=sign_consistency(ab[:, 0] - ab[:, 1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return replace(s, unit_values=tuple((ab[:, 0] / ab[:, 1]).tolist()))
 
 
 def two_sample(a, b, statistic: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None, *, unit: str,
@@ -295,10 +306,10 @@ def two_sample(a, b, statistic: Callable[[np.ndarray, np.ndarray], np.ndarray] |
                    int(xa.size + xb.size), int(boot.size))
 
 
-def sign_consistency(values) -> SignCount:
-    """How many per-unit values are > 0, < 0 and = 0."""
+def sign_consistency(values, null: float = 0.0) -> SignCount:
+    """How many per-unit values are above, below and at ``null``."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    return SignCount(int((v > 0).sum()), int((v < 0).sum()), int((v == 0).sum()))
+    return SignCount(int((v > null).sum()), int((v < null).sum()), int((v == null).sum()), float(null))
 
 
 # --------------------------------------------------------------------------- words
@@ -306,8 +317,8 @@ def verdict(s: Summary, positive: str = "positive", negative: str = "negative", 
     """``positive`` when the CI lies above ``null``, ``negative`` when below, otherwise "not significant"
     (and "no interval" when there is one unit). Never a direction for a CI that contains ``null``.
 
-    Below :data:`BCA_MIN_UNITS` units a direction needs, besides the interval, every unit to agree
-    (``s.signs``, where the summary has them): a bootstrap interval cannot reach past the units' own range,
+    Below :data:`BCA_MIN_UNITS` units a direction needs, besides the interval, every unit to lie on the same
+    side of ``null`` (``s.unit_values``, where the summary has them): a bootstrap interval cannot reach past the units' own range,
     so with 5 model pairs four rising and one falling barely can put the whole interval above 0, while no
     distribution-free test of 5 units reaches 95 % unless all 5 agree (sign test, p = 2·2⁻⁵ = 0.0625 even
     then). The rule keeps such a 4/5 from being worded as a direction.
@@ -315,9 +326,9 @@ def verdict(s: Summary, positive: str = "positive", negative: str = "negative", 
     if not s.has_interval:
         return "no interval (one " + s.unit + ")"
     side = 1 if s.ci_low > null else -1 if s.ci_high < null else 0
-    if side and s.signs is not None and s.n_units < BCA_MIN_UNITS:
-        agree = s.signs.positive if side > 0 else s.signs.negative
-        if agree < s.signs.n:
+    signs = s.signs(null)
+    if side and signs is not None and s.n_units < BCA_MIN_UNITS:
+        if (signs.positive if side > 0 else signs.negative) < signs.n:
             side = 0
     return positive if side > 0 else negative if side < 0 else "not significant"
 
@@ -359,7 +370,8 @@ def describe(s: Summary, digits: int = 2, signed: bool = True, positive: str = "
              negative: str = "negative", null: float = 0.0) -> str:
     """One phrase for an effect: ``"+0.12 [+0.05, +0.20] (95 % bootstrap expanded percentile CI over 3 seeds;
     3/3 > 0): positive"``, worded by :func:`verdict`."""
-    extra = f"; {s.signs.text}" if s.signs is not None else ""
+    signs = s.signs(null)
+    extra = f"; {signs.text}" if signs is not None else ""
     return f"{interval(s, digits, signed)} ({ci_note(s)}{extra}): {verdict(s, positive, negative, null)}"
 
 
@@ -461,7 +473,7 @@ def power_law(x: Sequence[float], values, *, unit: str, fit: str = "means", conf
         "expanded" if V.shape[0] < BCA_MIN_UNITS else "percentile")
     expo, r2 = bootstrap(V, stat(0), method=method, **kw), bootstrap(V, stat(1), method=r2_method, **kw)
     per_unit = _slope_r2(np.broadcast_to(lx, V.shape), np.log(V))[0]  # each unit's own exponent
-    expo = replace(expo, signs=sign_consistency(per_unit))
+    expo = replace(expo, unit_values=tuple(per_unit.tolist()))
     ly = np.log(V.mean(0)) if fit == "means" else np.log(V).mean(0)
     prefactor = float(math.exp(ly.mean() - expo.estimate * lx.mean()))
     return PowerLaw(expo, r2, prefactor, fit, int(xs.size))
