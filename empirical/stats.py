@@ -418,11 +418,11 @@ def fit_loglog(x, y) -> dict:
 
 def _slope_r2(lx: np.ndarray, ly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise OLS slope and R² of ly on lx, both ``(B, m)``."""
-    cx = lx - lx.mean(axis=1, keepdims=True)
-    cy = ly - ly.mean(axis=1, keepdims=True)
-    sxx, syy, sxy = (cx**2).sum(1), (cy**2).sum(1), (cx * cy).sum(1)
-    slope = sxy / sxx
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # a row with a log of 0 gives NaN, dropped by callers
+        cx = lx - lx.mean(axis=1, keepdims=True)
+        cy = ly - ly.mean(axis=1, keepdims=True)
+        sxx, syy, sxy = (cx**2).sum(1), (cy**2).sum(1), (cx * cy).sum(1)
+        slope = sxy / sxx
         r2 = np.where(syy > 0, sxy**2 / (sxx * syy), 1.0)
     return slope, r2
 
@@ -441,7 +441,8 @@ def power_law(x: Sequence[float], values, *, unit: str, fit: str = "means", conf
     r"""Exponent of :math:`y \approx c\,x^\beta` with a bootstrap interval over units.
 
     values: ``(n_units, len(x))``; row u is unit u measured at every x (paired: units are resampled whole,
-    so a unit's curve stays together). x must be > 0. The exponent's interval follows ``method`` (see
+    so a unit's curve stays together). x must be > 0; values ≥ 0 with positive means for ``fit="means"``
+    (a resample whose mean is 0 somewhere has no exponent and is left out, as ``resamples`` records). The exponent's interval follows ``method`` (see
     :func:`bootstrap`); R²'s never takes BCa (an R² is bounded by 1, where BCa's normal-theory correction is
     least reliable): it takes the percentile interval instead, expanded below :data:`BCA_MIN_UNITS` units.
     """
@@ -453,14 +454,15 @@ def power_law(x: Sequence[float], values, *, unit: str, fit: str = "means", conf
         raise ValueError(f"values must be (n_units, {xs.size}), got {V.shape}")
     if np.any(xs <= 0) or np.ptp(xs) == 0:
         raise ValueError("x must be positive with at least 2 distinct values")
-    if np.any(V <= 0):
-        raise ValueError("values must be positive to take logs")
+    if np.any(V < 0) or (fit == "pooled" and np.any(V == 0)) or np.any(V.mean(0) <= 0):
+        raise ValueError("values must be >= 0 with positive means (fit='means') or positive (fit='pooled')")
     lx = np.log(xs)
 
     def stat(which: int) -> Statistic:
         def f(sample: np.ndarray) -> np.ndarray:  # (B, n, len(x))
             if fit == "means":
-                ly = np.log(sample.mean(axis=1))
+                with np.errstate(divide="ignore"):
+                    ly = np.log(sample.mean(axis=1))
                 lxx = np.broadcast_to(lx, ly.shape)
             else:
                 ly = np.log(sample).reshape(sample.shape[0], -1)
@@ -472,8 +474,8 @@ def power_law(x: Sequence[float], values, *, unit: str, fit: str = "means", conf
     r2_method = method if method not in ("auto", "bca") else (
         "expanded" if V.shape[0] < BCA_MIN_UNITS else "percentile")
     expo, r2 = bootstrap(V, stat(0), method=method, **kw), bootstrap(V, stat(1), method=r2_method, **kw)
-    per_unit = _slope_r2(np.broadcast_to(lx, V.shape), np.log(V))[0]  # each unit's own exponent
-    expo = replace(expo, unit_values=tuple(per_unit.tolist()))
+    if np.all(V > 0):  # each unit's own exponent (a unit with a zero has none)
+        expo = replace(expo, unit_values=tuple(_slope_r2(np.broadcast_to(lx, V.shape), np.log(V))[0].tolist()))
     ly = np.log(V.mean(0)) if fit == "means" else np.log(V).mean(0)
     prefactor = float(math.exp(ly.mean() - expo.estimate * lx.mean()))
     return PowerLaw(expo, r2, prefactor, fit, int(xs.size))
