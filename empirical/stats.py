@@ -283,10 +283,15 @@ def paired_ratio(a, b, *, unit: str, **kw) -> Summary:
 
 
 def two_sample(a, b, statistic: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None, *, unit: str,
-               confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = SEED) -> Summary:
+               confidence: float = CONFIDENCE, method: str = "auto", resamples: int = RESAMPLES,
+               seed: int = SEED) -> Summary:
     """``statistic(A, B)`` of two independent samples (``(B, n_a)``, ``(B, n_b)`` → ``(B,)``; difference of
-    means by default), each resampled on its own; percentile interval. For unpaired designs only: where
-    units pair up, :func:`paired_difference` is the right (and narrower) interval."""
+    means by default), each resampled on its own. ``method``: ``"percentile"`` or ``"expanded"`` (Hesterberg's
+    levels for the smaller sample's size); ``"auto"`` expands below :data:`BCA_MIN_UNITS` units per sample.
+    For unpaired designs only: where units pair up, :func:`paired_difference` is the right (and narrower)
+    interval. ``n_units`` is the smaller sample's size."""
+    if method not in ("auto", "percentile", "expanded"):
+        raise ValueError(f"two_sample's method must be 'auto', 'percentile' or 'expanded', got {method!r}")
     _check(confidence, "percentile", resamples)
     xa, xb = _as_units(a).reshape(-1), _as_units(b).reshape(-1)
     stat = statistic or (lambda p, q: p.mean(axis=1) - q.mean(axis=1))
@@ -295,15 +300,17 @@ def two_sample(a, b, statistic: Callable[[np.ndarray, np.ndarray], np.ndarray] |
     if n < 2:
         nan = float("nan")
         return Summary(estimate, nan, nan, confidence, f"none (one {unit})", unit, n, 0)
+    chosen = method if method != "auto" else ("expanded" if n < BCA_MIN_UNITS else "percentile")
     rng = np.random.default_rng(seed)
     ia = rng.integers(0, xa.size, (int(resamples), xa.size))
     ib = rng.integers(0, xb.size, (int(resamples), xb.size))
     boot = np.asarray(stat(xa[ia], xb[ib]), dtype=np.float64)
     boot = boot[np.isfinite(boot)]
     alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, (alpha, 1 - alpha))
-    return Summary(estimate, float(lo), float(hi), confidence, "two-sample bootstrap percentile", unit,
-                   int(xa.size + xb.size), int(boot.size))
+    a_ = expanded_alpha(alpha, n) if chosen == "expanded" else alpha
+    lo, hi = np.quantile(boot, (a_, 1 - a_))
+    return Summary(estimate, float(lo), float(hi), confidence, f"two-sample bootstrap {_NAMES[chosen]}", unit, n,
+                   int(boot.size))
 
 
 def sign_consistency(values, null: float = 0.0) -> SignCount:

@@ -182,6 +182,6 @@ def test_paired_interval_narrower_than_unpaired_under_positive_correlation(seed,
     shared = rng.normal(0, 1.0, n)  # unit effect common to both conditions: correlation ~0.99
     a, b = shared + rng.normal(0, 0.1, n), shared + 0.05 + rng.normal(0, 0.1, n)
     paired = stats.paired_difference(a, b, unit="model pair", method="percentile", resamples=2000, seed=seed)
-    unpaired = stats.two_sample(a, b, unit="model pair", resamples=2000, seed=seed)
+    unpaired = stats.two_sample(a, b, unit="model pair", method="percentile", resamples=2000, seed=seed)
     assert paired.ci_high - paired.ci_low < unpaired.ci_high - unpaired.ci_low
     assert paired.estimate == pytest.approx(unpaired.estimate)

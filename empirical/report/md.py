@@ -20,13 +20,15 @@ def num(v: float | None, digits: int = 2, signed: bool = False) -> str:
 
 
 def sig(v: float, figures: int = 3) -> str:
-    """``figures`` significant figures, true minus sign (0.000123 → 0.000123, 1234 → 1230)."""
+    """``figures`` significant figures: 414114 → "414,000", 0.00036 → "0.00036", 2.9e-7 → "2.9e−7"."""
     if v == 0:
         return "0"
+    if abs(v) >= 1000:
+        return f"{float(f'{v:.{figures}g}'):,.0f}"
     s = f"{v:.{figures}g}"
     if "e" in s:
         mant, exp = s.split("e")
-        s = f"{mant}·10^{int(exp)}"
+        s = f"{mant}e{int(exp)}"
     return s.replace("-", "−")
 
 
