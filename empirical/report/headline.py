@@ -52,14 +52,18 @@ def _smoothing(res: Results) -> str:
     for c in f["claims"]:
         by.setdefault(c["label"], []).append(c)
 
-    def words(label: str) -> str:
-        return ", ".join(f"{smoothing.METHODS[c['method']]} {c['verdict']}" for c in by[label])
+    def words(label: str) -> str:  # "sparser (VG, IG, SG)" or "not significant (VG, SG), lose more (IG)"
+        groups: dict[str, list[str]] = {}
+        for c in by[label]:
+            groups.setdefault(c["verdict"], []).append(smoothing.METHODS[c["method"]])
+        return ", ".join(f"{v} ({', '.join(ms)})" for v, ms in groups.items())
 
     L = [c[0] for c in smoothing._claims()]
     return (f"**Adversarial training (A) and feature-map smoothing, {len(f['seeds'])} seeds of the CPU medium "
-            f"preset** (a direction only where every seed agrees). A − N: Gini {words(L[0])}; ROS {words(L[1])}; RRS "
-            f"{words(L[2])}; RIS {words(L[3])}. Smoothing blocks − A: ROS {words(L[5])}; RRS {words(L[7])}; RIS "
-            f"{words(L[8])}; Gini {words(L[9])}. [Table](docs/smoothing_study.md#seed-replicates)")
+            f"preset** (a direction only where every seed agrees). Adversarial training against N: Gini "
+            f"{words(L[0])}; ROS {words(L[1])}; RRS {words(L[2])}; RIS {words(L[3])}. The five smoothing blocks "
+            f"against A: ROS {words(L[5])}, and against N {words(L[6])}; RRS {words(L[7])}; RIS {words(L[8])}; Gini "
+            f"{words(L[9])}. [Table](docs/smoothing_study.md#seed-replicates)")
 
 
 def _bench(res: Results) -> str:
