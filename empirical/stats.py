@@ -20,7 +20,9 @@ Every interval the project reports comes from here, and every interval says what
   distribution (no normal model of the statistic); BCa's acceleration is a jackknife estimate, too noisy
   from a handful of units to be worth its correction.
 - **No direction without an interval that excludes 0.** :func:`verdict` words an effect; a CI that
-  contains 0 is "not significant", whatever the sign of the estimate.
+  contains 0 (or the effect's null: 1 for a ratio, a predicted exponent) is "not significant", whatever the
+  sign of the estimate. Below :data:`BCA_MIN_UNITS` units a direction also needs every unit on the same side
+  of the null (see :func:`verdict`).
 
 Few units: with 3 seeds the bootstrap distribution of a mean has 10 distinct values, and the 95 %
 interval (percentile or expanded) is the range of the three values (each extreme recurs with probability
