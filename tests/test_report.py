@@ -116,3 +116,24 @@ def test_seed_replicates_are_found_automatically(tmp_path):
     got = [s for s, _, _ in smoothing.seed_runs(Results(root))]
     assert got == seeds + [9]
     shutil.rmtree(clone)
+
+
+def test_import_run_copies_results_not_checkpoints(tmp_path):
+    from empirical.report.import_run import main as import_main
+
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / "results" / "smoothing_study-medium-seed1", run)
+    (run / "source.json").unlink()
+    (run / "model.pt").write_bytes(b"x")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "a.json").write_text("{}")
+    root = tmp_path / "tree"
+    (root / "results").mkdir(parents=True)
+    assert import_main([str(run), "smoothing_study-medium-seed7", "--root", str(root), "--commit", "abc1234",
+                        "--what", "a seed replicate"]) == 0
+    dest = root / "results" / "smoothing_study-medium-seed7"
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [p.name for p in run.iterdir() if p.is_file() and p.suffix != ".pt"] + ["source.json"])
+    src = __import__("json").loads((dest / "source.json").read_text())
+    assert src["command"].startswith("python -m empirical.smoothing_study --preset medium --seed 1")
+    assert src["commit"] == "abc1234" and src["wall_seconds"] > 0 and "7 models" in src["training"]
