@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: setup data demo test theory ledger bench clean
+.PHONY: setup data demo test theory ledger bench report clean
 
 setup: $(STAMP)
 	@$(BIN)/python scripts/get_data.py --soft
@@ -32,6 +32,10 @@ ledger: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks --quick
+
+# Re-render every result table and number of README.md and docs/*.md from results/ (--check: compare only).
+report: setup
+	$(BIN)/python -m empirical.report
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
