@@ -14,7 +14,7 @@ Where the ledger (`theory/claims_gaussian.py`) found a printed constant wrong, a
 gives the constant that survives the checks; the printed one stays the default so that a reader can
 compare with the paper:
 
-- Remark 4(3): β ≤ (3k+1)Γ_{k,1}²C² fails for small C or B_i (a Hessian cross term is linear in C);
+- Remark 4(2): β ≤ (3k+1)Γ_{k,1}²C² fails for small C or B_i (a Hessian cross term is linear in C);
   corrected: β ≤ Γ_{k,1}²C² + C² Σ_{l=1}^{k-1} Γ_{l,1}² Π_{j>l} B_j + C Γ_{k,2}.
 - Theorem 5: the saliency-loss Lipschitz constant L' = 2Γ_{k,0}Σ_{i=1}^{k-1}Γ_{i,1}C misses the
   C-free term of ∂(∇_x f)/∂W_i; corrected L' = Γ_{k,1} + Γ_{k,0} C Σ_{i=1}^{k-1}Γ_{i,1}.
@@ -189,7 +189,7 @@ def smoothness_beta_noisy(L: float, sigma: float, sharp: bool = False) -> float:
 
 
 def smoothness_beta_sgd(B: Sequence[float], C: float, variant: Variant = "printed") -> float:
-    """Remark 4(3): β of ℓ(f_W(x), y) when φ and the loss are 1-smooth (and 1-Lipschitz).
+    """Remark 4(2): β of ℓ(f_W(x), y) when φ and the loss are 1-smooth (and 1-Lipschitz).
 
     printed: (3k+1) Γ_{k,1}² C². It fails for small C or B_i: the Hessian of the loss in W has the
     term ℓ'(f)·∂²f/∂W_i∂W_l, linear in C (ledger: rem4-beta-sgd).

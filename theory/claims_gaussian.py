@@ -10,7 +10,7 @@ Findings, in short (details in each entry):
 - Proposition 1 holds with the sharper constant √(2/π)L/σ, attained by L|w|.
 - Remark 4(1) holds with the sharper C·sqrt(Σ_i Π_{j≠i}B_j²); cross-entropy is not 1-Lipschitz in ℓ2
   (sec. 3.1): it is √2-Lipschitz, so Remark 4 needs a factor √2 for it.
-- Remark 4(3), β ≤ (3k+1)Γ_{k,1}²C², fails for small C or B_i: the Hessian has a term linear in C.
+- Remark 4(2), β ≤ (3k+1)Γ_{k,1}²C², fails for small C or B_i: the Hessian has a term linear in C.
 - Theorem 5's arithmetic is right (Up is the optimum over the burn-in t0, with 1 + 1/(βc), and
   n^{-βc/(βc+1)} relaxed to (n-1)^{...}), but its saliency Lipschitz constant L' = 2Γ_{k,0}ΣΓ_{i,1}C misses a
   C-free term Γ_{k,1}; it fails at x = 0.
@@ -416,7 +416,7 @@ def ce_grad_norm(logits, y) -> float:
     corrected=Correction(
         statement="Cross-entropy is √2-Lipschitz in ℓ2 and no smaller constant works: ||softmax(o) − e_y||² ≤ "
         "2(1 − p_y)² < 2, → 2 along o = (0, t), t → ∞; so L in Remark 4(1) picks up a factor √2 for c ≥ 3 or "
-        "two-logit CE (a binary logistic loss on one logit is 1-Lipschitz). CE is 1/2-smooth, so Remark 4(3)'s "
+        "two-logit CE (a binary logistic loss on one logit is 1-Lipschitz). CE is 1/2-smooth, so Remark 4(2)'s "
         "1-smoothness holds.",
         status="proved",
         method="symbolic",

@@ -27,7 +27,7 @@ def test_ce_not_1_lipschitz():
 
 
 def test_rem4_beta_counterexample():
-    """Remark 4(3) fails at f = w2 tanh(w1 x), w = 0, x = C = 0.1, B = (0.1, 0.1); the corrected bound holds."""
+    """Remark 4(2) fails at f = w2 tanh(w1 x), w = 0, x = C = 0.1, B = (0.1, 0.1); the corrected bound holds."""
     ce = gs.REM4_BETA_CE
     Ws = [torch.tensor([[ce["W1"]]], dtype=DT), torch.tensor([[ce["W2"]]], dtype=DT)]
     h = gs.hessian_norm(Ws, torch.tensor([ce["x"]], dtype=DT), ce["act"], ce["loss"])

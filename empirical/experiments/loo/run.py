@@ -46,7 +46,7 @@ Choices (stated once, recorded in every result):
 
 Bounds: Theorem 5 (VG) and Theorem 6 (SmoothGrad) via `theory.bounds`, in log10, with the run's c, T,
 n, B_i = max over all its networks of `empirical.nets.constants.layer_norms`, C = max ‖x‖₂ over the training
-pool, and (L, β) either from Remark 4 (certified: L = Γ_{k,1}C; β corrected Remark 4(3) for SGD,
+pool, and (L, β) either from Remark 4 (certified: L = Γ_{k,1}C; β corrected Remark 4(2) for SGD,
 √(2/π)L/s for noisy SGD) or measured at the trained weights (`empirical.nets.constants.empirical_lipschitz`,
 `empirical_smoothness`; lower estimates). No theorem of the paper bounds IG's stability: IG is measured only.
 """

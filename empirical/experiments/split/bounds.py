@@ -5,7 +5,7 @@ constants:
 
 - ``remark4``: certified constants from the layer norms: L = √2·Γ_{k,1}C (Remark 4(1), with the √2 of
   cross-entropy's Lipschitz constant in ℓ2, ledger gs-sec31-ce-lipschitz) and
-  β from Remark 4(3) — the corrected form of the ledger (the printed (3k+1)Γ²C² fails for small C);
+  β from Remark 4(2) — the corrected form of the ledger (the printed (3k+1)Γ²C² fails for small C);
   for noisy SGD β = √(2/π)L/s (Proposition 1, sharp constant), s the weight-noise std;
 - ``empirical``: the local estimates at the trained weights (largest per-sample ‖∇_W ℓ‖, top Hessian
   eigenvalue): not certified, but what the theorem's constants are on the networks actually trained.
