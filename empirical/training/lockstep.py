@@ -37,6 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from empirical.attacks.pgd import pgd_from, project
+from empirical.data import check_pixels, pixel_scale
 from empirical.errors import UserError
 from empirical.nets.models import eval_mode
 from empirical.training.checkpoints import atomic_save, epoch_snapshot, load_or_build, read_snapshot
@@ -130,6 +131,8 @@ def train_lockstep(
             continues eagerly, with a warning.
     """
     _check(models, attacks, resumes, cfg)
+    check_pixels(x_uint8, what="training images")
+    scale = pixel_scale(x_uint8.dtype)
     t0 = time.time()
     device = torch.device(device)
     graphs = device.type == "cuda" if graphs is None else bool(graphs)
@@ -211,7 +214,7 @@ def train_lockstep(
                         atomic_save(snapshot(j, t - 1), path)
             order = torch.cat([order, torch.randperm(n, generator=g)])
         idx, order = order[: cfg.batch_size].to(device), order[cfg.batch_size:]
-        xs.copy_(xd[idx].float().div_(255.0))
+        xs.copy_(xd[idx].float().div_(scale))  # indexing copies: the caller's tensor is never touched
         ys.copy_(yd[idx])
 
     bar = tqdm(range(start, T + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0,

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from empirical.data import check_pixels, pixel_scale
 from empirical.errors import UserError
 from empirical.training.checkpoints import atomic_save, epoch_snapshot, load_or_build, read_snapshot
 
@@ -89,6 +90,8 @@ def train(
 ) -> dict:
     """Train `model` in place on (x_uint8 [n,C,H,W], y [n]); returns a record (T, steps, final loss, wall time).
 
+    `x_uint8`: uint8 images (scaled by 1/255), or float images already in pixel space [0, 1] (taken as given; a
+    float tensor outside [0, 1], e.g. 0..255, is a one-line error); it is never written into.
     `normalize` maps pixel space [0,1] to the network's input. `perturb(model, x01, y) -> x01'`, when
     given, replaces each batch in pixel space (adversarial training); the model is in eval mode while
     it runs and in train mode for the update.
@@ -101,6 +104,8 @@ def train(
     import time
 
     cfg.validate()
+    check_pixels(x_uint8, what="training images")
+    scale = pixel_scale(x_uint8.dtype)
     t0 = time.time()
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
@@ -151,7 +156,9 @@ def train(
                 atomic_save(snapshot(t - 1), Path(resume))
             order = torch.cat([order, torch.randperm(n, generator=g)])
         idx, order = order[: cfg.batch_size].to(device), order[cfg.batch_size :]
-        xb = xd[idx].float().div_(255.0)
+        xb = xd[idx].float()  # indexing copies: the caller's tensor is never touched
+        if scale != 1.0:
+            xb = xb.div_(scale)
         yb = yd[idx]
         if perturb is not None:
             model.eval()
