@@ -180,3 +180,124 @@ def test_a_nan_explanation_is_an_error_in_relative_stability(where):
         _stability(explain)
     msg = _one_line(e)
     assert "1 NaN/inf" in msg and ("perturbed" in msg) == (where == "x'")
+
+
+# --------------------------------------------------------------------------- 4. a diverging training is an error
+SPLIT_TINY = ["--pairs", "1", "--n", "64", "--epochs", "1", "--test-images", "2", "--draws", "2", "--ig-steps", "2",
+              "--methods", "vg", "--no-progress", "--device", "cpu", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def fm(tmp_path_factory):
+    from tests.fakedata import fake_fashion_mnist
+
+    return fake_fashion_mnist(tmp_path_factory.mktemp("fm"), n_train=160, n_test=20)
+
+
+def _exit_code(main, argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse-level errors exit from cli.Parser
+        return e.code
+
+
+def test_divergence_names_epoch_step_and_loss_and_saves_nothing(tmp_path):
+    from empirical.errors import TrainingDiverged
+    from empirical.training.trainer import train_or_load
+
+    x, y = _images(64)
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e6, c=1e6)
+    kw = dict(x_uint8=x, y=y, normalize=lambda v: (v - 0.5) * 40, cfg=cfg, progress=False)
+    build = lambda: models.build("mlp", 1, 8, 2, "relu")  # noqa: E731
+    for _ in range(2):  # the rerun meets the same clear error, not a cached NaN network
+        with pytest.raises(TrainingDiverged) as e:
+            train_or_load(build, {"k": 1}, tmp_path, kw)
+        msg = _one_line(e)
+        assert "training diverged at epoch 1, step " in msg and "(loss = nan)" in msg and "lower --lr (now 1e+06)" in msg
+        assert list(tmp_path.iterdir()) == []  # no checkpoint, no epoch snapshot
+
+
+def test_a_cached_nan_checkpoint_is_retrained_not_trusted(tmp_path):
+    from empirical.training.checkpoints import atomic_save, config_digest
+    from empirical.training.trainer import train_or_load
+
+    x, y = _images(16)
+    build = lambda: models.build("mlp", 1, 8, 2, "tanh")  # noqa: E731
+    bad = build()
+    with torch.no_grad():
+        bad[-1].weight.fill_(float("nan"))
+    atomic_save({"state_dict": bad.state_dict(), "record": {"final_loss": None}}, tmp_path / f"{config_digest({'k': 1})}.pt")
+    kw = dict(x_uint8=x, y=y, normalize=lambda v: v, cfg=TrainConfig(epochs=1, batch_size=8), progress=False)
+    model, _, reused = train_or_load(build, {"k": 1}, tmp_path, kw)
+    assert not reused and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_lockstep_divergence_names_the_model(tmp_path):
+    from empirical.errors import TrainingDiverged
+    from empirical.training.lockstep import train_lockstep
+
+    x, y = _images(32)
+    torch.manual_seed(0)
+    nets = [models.build("mlp", 1, 8, 2, "relu") for _ in range(2)]
+    with pytest.raises(TrainingDiverged) as e:
+        # inputs of ~1e38: the first layer's sums overflow float32 (max 3.4e38), so the loss is NaN at once
+        train_lockstep(nets, [None, None], x, y, lambda v: v * 1e38,
+                       TrainConfig(optimizer="adam", epochs=2, batch_size=8, lr=1e9), progress=False,
+                       resumes=[tmp_path / "a.pt", tmp_path / "b.pt"])
+    msg = _one_line(e)
+    assert "of 2 diverged at epoch" in msg and "lower --lr (now 1e+09)" in msg
+    assert not (tmp_path / "a.pt").exists()
+
+
+def test_split_cli_divergence_is_one_line_and_the_rerun_says_the_same(fm, tmp_path, capsys):
+    from empirical import split_stability
+
+    argv = ["--data-root", str(fm), "--out", str(tmp_path / "o"), "--lr", "1e6", "--c", "1e6"] + SPLIT_TINY
+    errs = []
+    for _ in range(2):
+        assert _exit_code(split_stability.main, argv) == 2
+        errs.append(capsys.readouterr().err.strip())
+    assert errs[0] == errs[1] and "\n" not in errs[0], errs
+    # on these tiny fake images the loss stays finite while the weights (~lr) make the input gradient overflow:
+    # caught where the maps are made, named as a divergence, and the network's checkpoint removed
+    assert errs[0].startswith("error: training diverged") and "lower --lr (now 1e+06)" in errs[0]
+    assert len(list((tmp_path / "o").rglob("*.pt"))) < 2  # the pair's other network may have trained fine
+    assert not list((tmp_path / "o").rglob("*.partial.pt")) and not (tmp_path / "o" / "results.json").exists()
+
+
+@pytest.mark.parametrize("flag", ["--weight-noise", "--lr", "--c", "--epochs"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_float_flags_reject_nan_and_inf(flag, value, capsys):
+    from empirical import split_stability
+
+    assert _exit_code(split_stability.main, [f"{flag}={value}", "--optimizer", "noisy_sgd"] + SPLIT_TINY) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"got {value!r}" in err and flag in err, err
+
+
+def test_loo_cli_weight_noise_nan(capsys):
+    from empirical import loo_stability
+
+    assert _exit_code(loo_stability.main, ["--weight-noise", "nan"]) == 2
+    assert "got 'nan'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", ["weight_noise", "lr", "momentum", "weight_decay", "epochs"])
+def test_train_config_rejects_nan(field):
+    with pytest.raises(UserError) as e:
+        TrainConfig(**{field: float("nan")}).validate()
+    assert f"{field} must be a finite number, got nan" in _one_line(e)
+
+
+def test_loo_training_divergence_names_the_step():
+    from empirical.errors import TrainingDiverged
+    from empirical.experiments.loo import replicas
+
+    params = replicas.init_params([16, 8, 3], [0, 1])
+    x = torch.randn(10, 16) * 10
+    idx = torch.arange(6).repeat(2, 1)
+    lab = torch.tensor([0, 1, 2, 0, 1, 2]).repeat(2, 1)
+    order = replicas.sample_orders([0, 1], 6, 40)
+    with pytest.raises(TrainingDiverged) as e:
+        replicas.train(params, x, idx, lab, order, TrainConfig(lr=1e12, c=1e12, batch_size=1), "relu", (20, 40))
+    assert "diverged at step " in _one_line(e) and "lower --lr (now 1e+12)" in str(e.value)

@@ -57,7 +57,7 @@ def load_or_build(build: Callable[[], nn.Module], key_parts: dict, ckpt_dir: Pat
     """The model of ``key_parts``: (model, its training record, key, checkpoint path). The record is None when
     no usable checkpoint exists; the model is then freshly built, for training. The global torch generator is
     seeded with the training seed before ``build()``, so the initialisation is fixed by the same seed as the
-    batch order. A damaged checkpoint is deleted (and retrained), never trusted."""
+    batch order. A damaged checkpoint, or one holding NaN/inf weights, is deleted (and retrained), never trusted."""
     key = config_digest(key_parts)
     path = Path(ckpt_dir) / f"{key}.pt"
     torch.manual_seed(seed)  # the initialisation is part of "one seed per model"
@@ -65,6 +65,8 @@ def load_or_build(build: Callable[[], nn.Module], key_parts: dict, ckpt_dir: Pat
     if path.exists():
         try:
             blob = torch.load(path, map_location=device, weights_only=False)
+            if not all(bool(torch.isfinite(v).all()) for v in blob["state_dict"].values() if v.is_floating_point()):
+                raise ValueError("non-finite weights")  # a diverged training cached before that was an error
             model.load_state_dict(blob["state_dict"])
             return model.to(device).eval(), blob["record"], key, path
         except Exception:

@@ -59,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=cli.positive_float, default=0.05, help="peak step size (default 0.05)")
     ap.add_argument("--c", type=cli.positive_float, default=20.0, help="the c of the step-size bound α_t ≤ c/t (default 20)")
     ap.add_argument("--batch-size", type=cli.positive_int, default=64, help="images per SGD step (default 64)")
-    ap.add_argument("--weight-noise", type=float, default=0.0, help="noisy_sgd: std of the Gaussian weight perturbation (parameter units)")
+    ap.add_argument("--weight-noise", type=cli.nonnegative_float, default=0.0, help="noisy_sgd: std of the Gaussian weight perturbation (parameter units)")
     ap.add_argument("--test-images", type=cli.positive_int, default=None, help="test images evaluated (demo: 100)")
     ap.add_argument("--draws", type=cli.positive_int, default=None, help="noise draws per smoothed map (demo: 16)")
     ap.add_argument("--ig-steps", type=cli.positive_int, default=None, help="Integrated Gradients path steps (demo: 8)")

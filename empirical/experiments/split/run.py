@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from empirical import attribution as saliency
 from empirical import data as data_mod
 from empirical.attribution import memory
-from empirical.errors import UserError
+from empirical.errors import TrainingDiverged, UserError
 from empirical.experiments.split.config import SplitStabilityConfig
 from empirical.measures import agreement as metrics
 from empirical.nets import constants as netbounds
@@ -154,6 +154,20 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     ids = test_idx.to(device)
     eval_cfg = {k: v for k, v in asdict(cfg).items() if k in ("test_images", "draws", "ig_steps", "topk_fraction", "seed")}
     plain: dict = {}
+
+    def maps_of(p: int, h: int, sig: torch.Tensor, meth: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A network's maps, checked: a finite loss does not make a usable network (weights of ~lr can make
+        the input gradient overflow); such a network diverged for our purposes, and its checkpoint is removed."""
+        mp, se = compute_maps(cfg, networks[p][h], x_test, y_test, ids, sig, meth, grad_layers[p][h])
+        bad = int((~torch.isfinite(mp)).sum())
+        if bad:
+            rec = split_records[2 * p + h]
+            (ckpt_dir / f"{rec['key']}.pt").unlink(missing_ok=True)
+            raise TrainingDiverged(f"training diverged: the network of pair {p}, half {h} gives {bad} NaN/inf "
+                                   f"values in its {meth} maps (its gradients overflow); lower --lr (now "
+                                   f"{cfg.train.lr:g})")
+        return mp.detach(), se
+
     units = [(p, s, meth) for p in range(cfg.pairs) for meth in cfg.methods for s in cfg.all_sigmas]
     records = []
     bar = tqdm(units, desc="saliency", disable=not progress)
@@ -165,13 +179,12 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
             sig = spec.sigma_abs(s, device)
             maps, ses = [], []
             for h in range(2):
-                mp, se = compute_maps(cfg, networks[p][h], x_test, y_test, ids, sig, meth, grad_layers[p][h])
-                maps.append(mp.detach())
+                mp, se = maps_of(p, h, sig, meth)
+                maps.append(mp)
                 ses.append(se)
             if (p, meth) not in plain:
-                plain[(p, meth)] = maps if s == 0 else [
-                    compute_maps(cfg, networks[p][h], x_test, y_test, ids, spec.sigma_abs(0.0, device), meth,
-                                 grad_layers[p][h])[0].detach() for h in range(2)]
+                plain[(p, meth)] = maps if s == 0 else [maps_of(p, h, spec.sigma_abs(0.0, device), meth)[0]
+                                                        for h in range(2)]
             base = plain[(p, meth)]
             a, b = maps
             per_image = {
