@@ -129,6 +129,10 @@ def load_fashion_mnist(root: Path | None = None) -> Dataset:
         yi = read_idx(_find(root, f"{prefix}-labels-idx1-ubyte"))
         if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
             raise UserError(f"Fashion-MNIST {split} files in {root} disagree: images {xi.shape}, labels {yi.shape}")
+        side = FASHION_MNIST.size
+        if xi.shape[1:] != (side, side):  # checked here, not as a shape error deep in the first layer
+            raise UserError(f"Fashion-MNIST {split} images in {root} are {xi.shape[1]}×{xi.shape[2]} pixels; the data "
+                            f"set declares {side}×{side} (other IDX data: a data set of its own, not --data-root)")
         if yi.max(initial=0) >= 10:
             raise UserError(f"Fashion-MNIST {split} labels in {root} out of range 0..9 (max {yi.max()})")
         parts[split] = (torch.from_numpy(xi.copy()).unsqueeze(1), torch.from_numpy(yi.astype(np.int64)))

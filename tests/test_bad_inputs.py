@@ -2,6 +2,8 @@
 one-line error naming the value (and what is valid) or returns a documented, flagged value. Sizes are tiny."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -301,3 +303,113 @@ def test_loo_training_divergence_names_the_step():
     with pytest.raises(TrainingDiverged) as e:
         replicas.train(params, x, idx, lab, order, TrainConfig(lr=1e12, c=1e12, batch_size=1), "relu", (20, 40))
     assert "diverged at step " in _one_line(e) and "lower --lr (now 1e+12)" in str(e.value)
+
+
+# --------------------------------------------------------------------------- 5. tracebacks → one-line errors
+def test_idx_files_of_32x32_images_are_named_at_load(tmp_path, capsys):
+    import numpy as np
+
+    from empirical import split_stability
+    from tests.fakedata import write_idx
+
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", np.zeros((n, 32, 32)))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    with pytest.raises(UserError) as e:
+        data.load("fashion-mnist", tmp_path)
+    assert "32×32" in _one_line(e) and "28×28" in str(e.value)
+    assert _exit_code(split_stability.main, ["--data-root", str(tmp_path), "--out", str(tmp_path / "o")]
+                      + SPLIT_TINY) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "32×32" in err
+
+
+def _entry_points():
+    from empirical import loo_stability, smoothing_study, split_stability
+
+    return {"split": split_stability.main, "smoothing": smoothing_study.main, "loo": loo_stability.main}
+
+
+def _unwritable(kind: str, tmp_path):
+    import os
+
+    if kind == "file":
+        (tmp_path / "f").write_text("x")
+        return tmp_path / "f", "is a file"
+    if kind == "under_a_file":
+        (tmp_path / "f").write_text("x")
+        return tmp_path / "f" / "run", "not a writable folder"
+    # read-only: a folder of /proc, which not even root can write into (chmod does not stop root)
+    if os.geteuid() != 0:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        return tmp_path / "ro", "not a writable folder"
+    return Path("/proc/self"), "not a writable folder"
+
+
+@pytest.mark.parametrize("kind", ["file", "under_a_file", "read_only"])
+@pytest.mark.parametrize("entry", ["split", "smoothing", "loo"])
+def test_out_that_cannot_hold_results_is_one_line_before_any_work(entry, kind, tmp_path, capsys):
+    import time
+
+    out, needle = _unwritable(kind, tmp_path)
+    t0 = time.time()
+    assert _exit_code(_entry_points()[entry], ["--out", str(out), "--device", "cpu", "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = lines[-1]  # the smoothing study's default preset is preceded by its GPU-sized note
+    assert err.startswith(f"error: --out {out} ") and needle in err and sum("error" in x for x in lines) == 1, lines
+    assert time.time() - t0 < 30  # before loading data or training (the default presets train for minutes)
+
+
+def test_loo_report_prints_a_measured_zero(fm, tmp_path, capsys):
+    """n = 16, T = 1: the replaced sample is drawn at the single step with chance 1/16, so (with this seed) A(S)
+    and A(S') are the same network and the leave-one-out difference is exactly 0, a valid measurement."""
+    from empirical import loo_stability
+
+    argv = ["--n", "16", "--steps", "1", "--replicas", "2", "--sigma", "0.1", "--test-images", "3", "--draws", "2",
+            "--ig-steps", "2", "--width", "8", "--downsample", "4", "--outlier-pool", "16", "--kinds", "random",
+            "--optimizers", "sgd_ct", "--device", "cpu", "--no-progress", "--data-root", str(fm),
+            "--out", str(tmp_path / "o")]
+    assert loo_stability.main(argv) == 0
+    out = capsys.readouterr().out
+    res = __import__("json").loads((tmp_path / "o" / "results.json").read_text())
+    assert any(b["measured_worst"] == 0 for b in res["bounds"])  # the case this test is about occurred
+    assert "measured   -inf  holds True" in out
+
+
+def test_unit_json_of_the_wrong_structure_is_recomputed(tmp_path):
+    from empirical.runtime.cache import UnitCache
+
+    cache = UnitCache(tmp_path)
+    for stored in ("[]", "{}", '{"pair": 0}', "null", "not json", "\xff"):
+        cache.put("k", {"pair": 0, "rows": []})
+        cache.path("k").write_text(stored, encoding="latin-1")
+        assert cache.get("k", keys=("pair", "rows")) is None, stored
+        assert not cache.path("k").exists()  # removed: the recomputed unit replaces it
+    cache.put("k", {"pair": 0, "rows": []})
+    assert cache.get("k", keys=("pair", "rows")) == {"pair": 0, "rows": []}
+
+
+@pytest.fixture(scope="module")
+def split_run(fm, tmp_path_factory):
+    """One tiny finished split run (shared by the resume and leftover tests)."""
+    from empirical import split_stability
+
+    out = tmp_path_factory.mktemp("split")
+    argv = ["--data-root", str(fm), "--out", str(out), "--sigma", "0.2"] + SPLIT_TINY
+    assert split_stability.main(argv) == 0
+    return out, argv
+
+
+def test_a_corrupt_unit_in_a_run_is_recomputed_on_rerun(split_run, capsys):
+    import json
+
+    from empirical import split_stability
+
+    out, argv = split_run
+    before = json.loads((out / "results.json").read_text())["summary"]
+    units = sorted((out / "units").iterdir())
+    for u in units:
+        u.write_text("[]")
+    assert split_stability.main(argv) == 0
+    assert json.loads((out / "results.json").read_text())["summary"] == before  # recomputed, bit for bit
+    assert all(isinstance(json.loads(u.read_text()), (dict, list)) and u.read_text() != "[]" for u in units)

@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from empirical.runtime.files import default_mode
+
 
 def config_digest(*parts: object) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -24,6 +26,7 @@ def atomic_save(obj: object, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, default_mode())  # not mkstemp's 0600 (see empirical.runtime.files)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -36,7 +36,7 @@ from empirical.nets import constants as netbounds
 from empirical.nets import models
 from empirical.runtime.cache import UnitCache
 from empirical.runtime.environment import provenance
-from empirical.runtime.files import write_csv, write_json
+from empirical.runtime.files import mark_complete, prepare_out_dir, write_csv, write_json
 from empirical.training.checkpoints import config_digest
 from empirical.training.trainer import accuracy, train_or_load
 
@@ -74,7 +74,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     """Run the whole experiment into `out` (resumable); returns the results dict also written to results.json."""
     cfg.validate()
     t_start = time.time()
-    out = Path(out)
+    out = prepare_out_dir(out)  # a file or read-only --out fails here, before any training
     device = torch.device(cfg.device)
     ds = data_mod.load(cfg.dataset, cfg.data_root, cfg.image_size)
     spec = ds.spec
@@ -128,7 +128,8 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
 
     # ---- network constants for the bounds (one record per network)
     const_key = config_digest("constants-v2", [r["key"] for r in split_records])
-    constants = cache.get(const_key)
+    constants = cache.get(const_key, valid=lambda v: isinstance(v, list) and len(v) == 2 * cfg.pairs
+                          and all(isinstance(c, dict) and {"B", "C", "L_emp", "beta_emp"} <= c.keys() for c in v))
     if constants is None:
         constants = []
         xb, yb = x_test[:64], y_test[:64]
@@ -173,7 +174,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     bar = tqdm(units, desc="saliency", disable=not progress)
     for p, s, meth in bar:
         key = config_digest("unit-v2", split_records[2 * p]["key"], split_records[2 * p + 1]["key"], s, meth, eval_cfg)
-        rec = cache.get(key)
+        rec = cache.get(key, keys=("pair", "sigma", "method", "per_image", "mc_rel_stderr"))
         if rec is None:
             t0 = time.time()
             sig = spec.sigma_abs(s, device)
@@ -210,6 +211,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     results["provenance"] = provenance(device)
     results["wall_seconds"] = time.time() - t_start
     write_outputs(results, out)
+    mark_complete(out)  # last: a run killed before this reads as unfinished
     return results
 
 
