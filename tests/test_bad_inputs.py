@@ -413,3 +413,68 @@ def test_a_corrupt_unit_in_a_run_is_recomputed_on_rerun(split_run, capsys):
     assert split_stability.main(argv) == 0
     assert json.loads((out / "results.json").read_text())["summary"] == before  # recomputed, bit for bit
     assert all(isinstance(json.loads(u.read_text()), (dict, list)) and u.read_text() != "[]" for u in units)
+
+
+# --------------------------------------------------------------------------- 6. leftovers of a killed run
+def test_stale_temp_files_are_cleaned_at_the_next_start_and_only_ours(tmp_path):
+    import os
+
+    from empirical.runtime.files import prepare_out_dir
+
+    (tmp_path / "units").mkdir()
+    (tmp_path / "checkpoints").mkdir()
+    ours = [tmp_path / ".results.json3k2j_x9a.tmp", tmp_path / "units" / ".abc.jsonq1w2e3r4.tmp",
+            tmp_path / "checkpoints" / "0123456789abcdef.ptzx81_mm1.tmp",
+            tmp_path / "checkpoints" / "0123.partial.ptabcdefgh.tmp"]
+    fresh = tmp_path / ".summary.csvAAAAbbbb.tmp"  # a live write of another process: too young to be stale
+    theirs = [tmp_path / "notes.tmp", tmp_path / "data.json.tmp", tmp_path / "sub" / ".x.json12345678.tmp"]
+    (tmp_path / "sub").mkdir()
+    for f in ours + theirs + [fresh]:
+        f.write_text("x")
+        if f is not fresh:
+            os.utime(f, (1e9, 1e9))  # 2001: long dead
+    prepare_out_dir(tmp_path)
+    assert not any(f.exists() for f in ours)
+    assert all(f.exists() for f in theirs + [fresh])
+
+
+def test_results_are_written_readable_by_others_respecting_the_umask(split_run):
+    import os
+    import stat
+
+    out, _ = split_run
+    mask = os.umask(0)
+    os.umask(mask)
+    files = [out / "results.json", out / "summary.csv", out / "COMPLETE"] + list((out / "checkpoints").iterdir())
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~mask, f  # 0644 with the usual umask 022, not 0600
+
+
+def test_unfinished_run_has_no_marker_and_is_reported_as_such(split_run, tmp_path, capsys):
+    import shutil
+
+    from empirical import split_stability
+    from empirical.report.import_run import main as import_main
+    from empirical.runtime.files import is_complete
+
+    out, argv = split_run
+    assert is_complete(out)
+    run = tmp_path / "killed"
+    shutil.copytree(out, run)
+    (run / "COMPLETE").unlink()  # killed between results.json and the figures
+    (run / "stability_vs_sigma.png").unlink(missing_ok=True)
+    assert not is_complete(run)
+    assert import_main([str(run), "x", "--root", str(tmp_path / "tree")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unfinished run" in err and "COMPLETE" in err and "\n" not in err
+    assert not (tmp_path / "tree" / "results" / "x").exists()
+    # a finished run whose results.json changed afterwards is no longer vouched for
+    (tmp_path / "edited").mkdir()
+    shutil.copy(out / "COMPLETE", tmp_path / "edited")
+    (tmp_path / "edited" / "results.json").write_text("{}")
+    assert not is_complete(tmp_path / "edited")
+    # resuming the killed run says so, then finishes it
+    argv = [a if a != str(out) else str(run) for a in argv]
+    assert split_stability.main(argv) == 0
+    assert "holds an unfinished run" in capsys.readouterr().err
+    assert is_complete(run) and (run / "stability_vs_sigma.png").exists()
