@@ -478,3 +478,48 @@ def test_unfinished_run_has_no_marker_and_is_reported_as_such(split_run, tmp_pat
     assert split_stability.main(argv) == 0
     assert "holds an unfinished run" in capsys.readouterr().err
     assert is_complete(run) and (run / "stability_vs_sigma.png").exists()
+
+
+# --------------------------------------------------------------------------- 7. the demo's first screen
+def test_data_found_is_said_once(monkeypatch, capsys):
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("get_data", Path(__file__).resolve().parent.parent / "scripts" / "get_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "present", lambda folder=None: True)
+    said = []
+    for argv in (["--soft"], []):  # what `make demo` runs: setup (--soft), then data
+        monkeypatch.setattr(sys, "argv", ["get_data.py"] + argv)
+        assert mod.main() == 0
+        said.append(capsys.readouterr().out)
+    assert said[0] == "" and said[1].count("found") == 1
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(monkeypatch, capsys):
+    import sys
+
+    from empirical.runtime.progress import bar_disabled
+
+    x, y = _images(64)
+    train(models.build("mlp", 1, 8, 2, "tanh"), x, y, lambda v: v, TrainConfig(epochs=2, batch_size=8), progress=True)
+    assert capsys.readouterr().err == ""  # pytest's captured stderr is not a TTY: tqdm draws nothing
+    assert bar_disabled(False) is True and bar_disabled(True) is None  # None: tqdm decides by isatty()
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    assert bar_disabled(True) is False  # a notebook keeps its widget
+
+
+def test_split_table_names_each_map_and_explains_vacuous(split_run, capsys):
+    import json
+
+    from empirical.experiments.split.cli import print_table
+
+    out, _ = split_run
+    print_table(json.loads((out / "results.json").read_text()))
+    text = capsys.readouterr().out
+    assert "SmoothGrad (σ = 0.2)" in text and "Simple-Grad (σ = 0)" in text
+    rows = [line for line in text.splitlines() if line.startswith(("Theorem", "Proposition"))]
+    assert rows and all(line.rstrip().endswith(("vacuous", "informative")) for line in rows)
+    assert "True" not in text and "False" not in text
+    assert "vacuous: the bound is above the trivial bound" in text

@@ -40,6 +40,7 @@ from empirical.attacks.pgd import pgd_from, project
 from empirical.data import check_pixels, pixel_scale
 from empirical.errors import TrainingDiverged, UserError
 from empirical.nets.models import eval_mode
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import atomic_save, epoch_snapshot, load_or_build, read_snapshot
 from empirical.training.trainer import TrainConfig, check_losses
 
@@ -231,7 +232,7 @@ def train_lockstep(
         xs.copy_(xd[idx].float().div_(scale))  # indexing copies: the caller's tensor is never touched
         ys.copy_(yd[idx])
 
-    bar = tqdm(range(start, T + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0,
+    bar = tqdm(range(start, T + 1), desc=desc, disable=bar_disabled(progress), leave=False, mininterval=1.0,
                initial=start - 1, total=T)
     for t in bar:
         next_batch(t)

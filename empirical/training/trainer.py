@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from empirical.data import check_pixels, pixel_scale
 from empirical.errors import TrainingDiverged, UserError
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import atomic_save, epoch_snapshot, load_or_build, read_snapshot
 
 OPTIMIZERS = ("sgd_ct", "noisy_sgd", "sgd", "adam")
@@ -179,7 +180,7 @@ def train(
                 raise
             checked = len(losses)
 
-    bar = tqdm(range(start, T + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0,
+    bar = tqdm(range(start, T + 1), desc=desc, disable=bar_disabled(progress), leave=False, mininterval=1.0,
                initial=start - 1, total=T)
     for t in bar:
         if len(order) < cfg.batch_size:  # epoch boundary: a fresh seeded permutation

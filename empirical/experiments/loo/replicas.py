@@ -18,6 +18,7 @@ from empirical.errors import TrainingDiverged, UserError
 from empirical.experiments.loo.config import ACTS, NOISE_BLOCK, OPTIMIZERS, LooConfig
 from empirical.nets import constants as netbounds
 from empirical.nets import models
+from empirical.runtime.progress import bar_disabled
 from empirical.training.trainer import TrainConfig, step_size
 
 
@@ -96,7 +97,7 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
     # at every snapshot, before a weight of it is kept
     first_bad = torch.zeros((), dtype=torch.long, device=dev)
     bad_loss = torch.zeros((), device=dev)
-    for t in tqdm(range(1, T_max + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0):
+    for t in tqdm(range(1, T_max + 1), desc=desc, disable=bar_disabled(progress), leave=False, mininterval=1.0):
         pos = order[:, t - 1]
         xi = x_pool[idx[ar, pos]].unsqueeze(1)
         yi = lab[ar, pos]

@@ -76,8 +76,9 @@ from empirical.experiments.loo.report import assemble, write_outputs
 from empirical.measures import agreement as metrics
 from empirical.nets import constants as netbounds
 from empirical.runtime.cache import UnitCache
-from empirical.runtime.files import mark_complete, prepare_out_dir
 from empirical.runtime.environment import provenance
+from empirical.runtime.files import mark_complete, prepare_out_dir
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import config_digest
 
 
@@ -160,7 +161,7 @@ def run(cfg: LooConfig, out: Path, progress: bool = True) -> dict:
     C = netbounds.input_norm_bound(pool["x_train"])
     units, reused = [], 0
     todo = [(o, n) for o in cfg.optimizers for n in sorted(cfg.ns)]
-    bar = tqdm(todo, desc="units (optimizer, n)", disable=not progress)
+    bar = tqdm(todo, desc="units (optimizer, n)", disable=bar_disabled(progress))
     for o, n in bar:
         key = unit_key(cfg, o, n)
         rec = cache.get(key, keys=("optimizer", "n", "replicas", "snapshots", "key"))

@@ -43,6 +43,7 @@ from empirical.runtime.cache import UnitCache
 from empirical.runtime.environment import provenance
 from empirical.runtime.files import mark_complete, prepare_out_dir, write_csv, write_json
 from empirical.runtime.precision import fp32_mode
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import config_digest
 from empirical.training.lockstep import train_many_or_load
 
@@ -148,7 +149,7 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
     eval_cfg = {k: v for k, v in asdict(cfg).items()
                 if k not in ("device", "max_batch", "cuda_graphs", "train_tf32", "regimes", "eps_grid", "data_root")}
     rows, curves = [], []
-    bar = tqdm(list(nets.items()), desc="metrics", disable=not progress)
+    bar = tqdm(list(nets.items()), desc="metrics", disable=bar_disabled(progress))
     for (regime, eps), pm in bar:
         tkey = next(r["key"] for r in train_records if r["regime"] == regime and r["eps"] == eps)
         # v4: SmoothGrad's RIS/ROS/RRS explain each x' under its image's id (before: under its row in the call)

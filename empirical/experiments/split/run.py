@@ -37,6 +37,7 @@ from empirical.nets import models
 from empirical.runtime.cache import UnitCache
 from empirical.runtime.environment import provenance
 from empirical.runtime.files import mark_complete, prepare_out_dir, write_csv, write_json
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import config_digest
 from empirical.training.trainer import accuracy, train_or_load
 
@@ -105,7 +106,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     # ---- train the 2 × pairs networks (checkpoints reused)
     networks = []
     split_records = []
-    bar = tqdm(total=2 * cfg.pairs, desc="networks", disable=not progress)
+    bar = tqdm(total=2 * cfg.pairs, desc="networks", disable=bar_disabled(progress))
     for p in range(cfg.pairs):
         halves = data_mod.disjoint_splits(n_total, 2, n, seed=cfg.seed * 1000 + p)
         pair_nets = []
@@ -171,7 +172,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
 
     units = [(p, s, meth) for p in range(cfg.pairs) for meth in cfg.methods for s in cfg.all_sigmas]
     records = []
-    bar = tqdm(units, desc="saliency", disable=not progress)
+    bar = tqdm(units, desc="saliency", disable=bar_disabled(progress))
     for p, s, meth in bar:
         key = config_digest("unit-v2", split_records[2 * p]["key"], split_records[2 * p + 1]["key"], s, meth, eval_cfg)
         rec = cache.get(key, keys=("pair", "sigma", "method", "per_image", "mc_rel_stderr"))
