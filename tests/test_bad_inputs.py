@@ -1,5 +1,8 @@
 """Issue 15: bad inputs that used to give a plausible number or a deep traceback. Each case either raises a
-one-line error naming the value (and what is valid) or returns a documented, flagged value. Sizes are tiny."""
+one-line error naming the value (and what is valid) or returns a documented, flagged value. Sizes are tiny.
+
+Length (>400 lines): one test per case of the issue's list, grouped as the issue groups them, so the list and
+its tests read side by side."""
 from __future__ import annotations
 
 from pathlib import Path
