@@ -51,11 +51,16 @@ if [ "${1:-}" = prepare ]; then
     exit 0
 fi
 
+slice_mode=
+if [ "${1:-}" = slice ]; then  # one slice of one job (docs/gpu_runs.md): smoke, unpack, work to a deadline, pack
+    slice_mode=1; shift
+    [ $# -eq 1 ] && [ "$1" != smoke ] || { echo "usage: bash scripts/gpu_runs.sh slice JOB (one job, not smoke)" >&2; exit 2; }
+fi
 jobs=("$@")
 [ ${#jobs[@]} -gt 0 ] || jobs=(usage)
 for j in "${jobs[@]}"; do
     case "$j" in bench|split|loo|smoothing|smoothing-paper|smoke) ;; *)
-        echo "usage: bash scripts/gpu_runs.sh prepare | JOB... with JOB in smoke bench split loo smoothing smoothing-paper (see the header)" >&2
+        echo "usage: bash scripts/gpu_runs.sh prepare | [slice] JOB... with JOB in smoke bench split loo smoothing smoothing-paper (see the header)" >&2
         exit 2;;
     esac
 done
@@ -107,9 +112,55 @@ job_cmd() {
     esac
 }
 
+runs=${GPU_RUNS_DIR:-runs}
 if [ -n "${GPU_RUNS_DRY:-}" ]; then  # print each job's command line (one argument per line) and stop
     for j in "${jobs[@]}"; do [ "$j" = smoke ] && continue; job_cmd "$j" "runs/gpu-$j"; printf '%s\n' "${cmd[@]}"; done
     exit 0
+fi
+
+# one slice of one job (SLICE_BUDGET s in all, default 540 = 9 min; the device call's timeout_s leaves ~1 min):
+# (1) the device check and the job at tiny size, at most SLICE_SMOKE s (default 60; 0: no smoke, for tests);
+# (2) the state a previous slice returned (.slices/, GPU_SLICES_CARRY) unpacked into the run folder; (3) the job
+# until SLICE_PACK_MARGIN s (default 45) before the budget ends: the smoothing study stops itself there
+# (--time-limit: a training at a step boundary, its state saved; evaluation between units), the others are
+# stopped by timeout (finished units are atomic files; a training loses at most its epoch); (4) the state and
+# the results packed into $OUT (empirical/runtime/slices.py). Exit 0: the job is complete; 75: stopped at its
+# deadline, run the next slice; anything else: failed (what it finished still comes back).
+run_slice() {
+    local j=$1 run="$runs/gpu-$1" t0 st=0 left lim=() log="$out/$1.log"
+    t0=$(date +%s)
+    mkdir -p "$out" "$runs"
+    (
+        if [ "${SLICE_SMOKE:-60}" -gt 0 ]; then
+            "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" || exit 3
+            local split_args=("${tiny_split[@]}") loo_args=("${tiny_loo[@]}") smooth_args=("${tiny_smooth[@]}") \
+                paper_args=("${tiny_smooth[@]}") bench_args=(--tiny)
+            job_cmd "$j" "$runs/smoke-$j"; rm -rf "$runs/smoke-$j"
+            timeout "${SLICE_SMOKE:-60}" "$PY" -m "${cmd[@]}" > "$runs/smoke-$j.log" 2>&1 \
+                || { tail -n 20 "$runs/smoke-$j.log"; echo "[slice] smoke of $j failed: nothing run, the carried state is unchanged"; exit 3; }
+            echo "[slice] smoke of $j passed after $(( $(date +%s) - t0 )) s"
+        fi
+    ) > "$log" 2>&1 || { cat "$log"; return 3; }
+    "$PY" empirical/runtime/slices.py unpack --carry "${GPU_SLICES_CARRY:-.slices}" --run "$run" --job "$j" >> "$log" 2>&1 || { cat "$log"; return 4; }
+    left=$(( ${SLICE_BUDGET:-540} - ${SLICE_PACK_MARGIN:-45} - ( $(date +%s) - t0 ) ))
+    if [ "$left" -ge 10 ]; then
+        job_cmd "$j" "$run"
+        case "$j" in smoothing*) lim=(--time-limit "${SLICE_TIME_LIMIT:-$left}");; esac  # override: tests
+        timeout "$(( left + 15 ))" "$PY" -m "${cmd[@]}" "${lim[@]}" >> "$log" 2>&1 || st=$?
+    else
+        st=75; echo "[slice] no time left for $j after the smoke and the unpacking" >> "$log"
+    fi
+    [ "$st" = 124 ] && st=75  # stopped by the backstop: finished units and the last snapshot are kept
+    "$PY" empirical/runtime/slices.py pack --run "$run" --out "$out" --job "$j" --exit-code "$st" \
+        ${GPU_SLICES_CARRY_BUDGET:+--carry-budget "$GPU_SLICES_CARRY_BUDGET"} >> "$log" 2>&1 || st=5
+    echo "[slice] $j exit $st after $(( $(date +%s) - t0 )) s" >> "$log"
+    tail -n 30 "$log"
+    return "$st"
+}
+if [ -n "$slice_mode" ]; then
+    st=0; run_slice "${jobs[0]}" || st=$?
+    ls -la "$out"
+    exit "$st"
 fi
 
 mkdir -p "$out" runs

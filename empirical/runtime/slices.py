@@ -110,7 +110,7 @@ def pack(run: Path, out: Path, job: str, carry_budget: int, exit_code: int = 0, 
     for old in out.glob(f"{job}.state.tgz.*"):
         old.unlink()
     log = out / f"{job}.log"
-    used = results.stat().st_size + (log.stat().st_size if log.exists() else 0) + 64 * 1024  # + the manifest
+    used = results.stat().st_size + (log.stat().st_size if log.exists() else 0) + 16 * 1024  # + manifest, log tail
     room = min(limits.total_bytes - used, (limits.files - limits.reserved_files) * limits.file_bytes, carry_budget)
     clean = exit_code in (0, 75)
     blob = out / f"{job}.state.tgz"
