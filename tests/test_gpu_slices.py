@@ -219,3 +219,42 @@ def test_two_slices_equal_one_uninterrupted_run(tmp_path):
     w2, w0 = (torch.load(c, weights_only=False)["state_dict"] for c in (c2, c0))
     assert all(torch.equal(w2[k], w0[k]) for k in w0)
     assert json.loads((tmp_path / "out-2" / "smoothing-paper.state.json").read_text())["complete"]
+
+
+def test_plan_projects_from_the_committed_benchmark_fields():
+    from empirical.runtime import slice_plan as sp
+    bench = json.loads((ROOT / "results/benchmarks/gpu-h100.json").read_text())
+    rows = {r["slice"]: r for r in sp.plan(bench, tree_bytes=12 * slices.MIB, data_bytes=30 * slices.MIB,
+                                           wheel_bytes=8 * slices.MIB)}
+    assert rows["bench"]["work_s"][0] == bench["wall_seconds"] and rows["bench"]["slices"] == (1, 1)
+    ceiling = next(r for r in bench["ceiling"] if r["case"] == "lenet-28")
+    sg = next(r for r in bench["saliency"] if r["case"] == "lenet-28" and r["method"] == "sg")["ours"]["evals_per_s"]
+    assert sp.SMOOTH_TRAIN_EVALS == 93_750 * 32 * (6 * 41 + 1)
+    lo, hi = rows["smoothing-paper"]["work_s"]
+    assert lo == pytest.approx(sp.SMOOTH_TRAIN_EVALS / ceiling["evals_per_s"] + sp.SMOOTH_EVAL_EVALS / sg, rel=1e-12)
+    assert hi == pytest.approx(sp.SMOOTH_TRAIN_EVALS / ceiling["evals_per_s_by_batch"]["32"] + sp.SMOOTH_EVAL_EVALS / sg,
+                               rel=1e-12)
+    # seven models' weights and Adam moments (262 MiB) against 64 - 12 - 30 MiB: no slice chain, only one slice
+    assert rows["smoothing-paper"]["slices"] == (None, None) and rows["smoothing-paper"]["room_bytes"] == 22 * slices.MIB
+    assert rows["split-50"]["slices"][0] >= 2 and rows["leaderboard-paper"]["work_s"] is None
+    assert sp._slices(sp.WORK_S * 2.5, True, None) == 3 and sp._slices(sp.WORK_S * 0.5, False, None) == 1
+    assert sp._slices(sp.WORK_S + 1, False, sp.WORK_S / 2) == 2 and sp._slices(sp.WORK_S * 3, False, None) is None
+
+
+def test_plan_handoff_size_is_a_real_snapshot_size(tmp_path):
+    """The plan's hand-off (weights + Adam's two moments, float32) is what a paper LeNet's snapshot weighs on disk,
+    within 1 % (the pickle's keys, the batch order, the losses)."""
+    from empirical import data as data_mod
+    from empirical.experiments.smoothing.config import SmoothingStudyConfig
+    from empirical.experiments.smoothing.regimes import build_regime
+    from empirical.runtime import slice_plan as sp
+    cfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=2, epochs=1, seed=0)
+    torch.manual_seed(0)
+    net = build_regime(SmoothingStudyConfig(), data_mod.FASHION_MNIST, "M1")
+    n = sum(p.numel() for p in net.parameters())
+    assert n == sp.LENET_PARAMS
+    x = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    with pytest.raises(DeadlineReached):
+        train_lockstep([net], [None], x, torch.zeros(8, dtype=torch.long), norm, cfg, progress=False,
+                       resumes=[tmp_path / "s.pt"], deadline=time.time() - 1)
+    assert (tmp_path / "s.pt").stat().st_size == pytest.approx(n * 4 * 3, rel=0.01)
