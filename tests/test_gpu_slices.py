@@ -237,6 +237,11 @@ def test_plan_projects_from_the_committed_benchmark_fields():
     # seven models' weights and Adam moments (262 MiB) against 64 - 12 - 30 MiB: no slice chain, only one slice
     assert rows["smoothing-paper"]["slices"] == (None, None) and rows["smoothing-paper"]["room_bytes"] == 22 * slices.MIB
     assert rows["split-50"]["slices"][0] >= 2 and rows["leaderboard-paper"]["work_s"] is None
+    # once the bench slice has measured the lockstep protocol on a GPU, its projection is used instead
+    bench["training"]["smoothing_protocol"] = {"lockstep": {"projected_paper_hours": 1.0},
+                                               "lockstep_tf32": {"projected_paper_hours": 0.25}}
+    lo, hi = next(r for r in sp.plan(bench, 0, 0, 0) if r["slice"] == "smoothing-paper")["work_s"]
+    assert (lo, hi) == pytest.approx((900 + sp.SMOOTH_EVAL_EVALS / sg, 3600 + sp.SMOOTH_EVAL_EVALS / sg), rel=1e-12)
     assert sp._slices(sp.WORK_S * 2.5, True, None) == 3 and sp._slices(sp.WORK_S * 0.5, False, None) == 1
     assert sp._slices(sp.WORK_S + 1, False, sp.WORK_S / 2) == 2 and sp._slices(sp.WORK_S * 3, False, None) is None
 
@@ -258,3 +263,10 @@ def test_plan_handoff_size_is_a_real_snapshot_size(tmp_path):
         train_lockstep([net], [None], x, torch.zeros(8, dtype=torch.long), norm, cfg, progress=False,
                        resumes=[tmp_path / "s.pt"], deadline=time.time() - 1)
     assert (tmp_path / "s.pt").stat().st_size == pytest.approx(n * 4 * 3, rel=0.01)
+
+
+def test_plan_refuses_a_cpu_benchmark():
+    from empirical.runtime import slice_plan as sp
+    bench = json.loads((ROOT / "results/benchmarks/cpu-quick.json").read_text())
+    with pytest.raises(UserError, match="needs a full GPU benchmark.*'quick' preset on 'cpu'"):
+        sp.plan(bench, 0, 0, 0)

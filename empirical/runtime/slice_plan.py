@@ -15,6 +15,7 @@ import math
 import sys
 from pathlib import Path
 
+from empirical.errors import UserError
 from empirical.runtime.slices import DEVICE, MIB
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +63,10 @@ def plan(bench: dict, tree_bytes: int, data_bytes: int, wheel_bytes: int,
          split_run: dict | None = None) -> list[dict]:
     """One record per slice kind, in order: what, projected work seconds (low/high where the rate is a range),
     slices, bytes handed on, and the carry room it must fit (64 MiB less the tree and .gpu's parts it needs)."""
+    dev = bench.get("provenance", {}).get("device", {}).get("device")
+    if dev != "cuda" or bench.get("preset") != "full":
+        raise UserError(f"the slice plan needs a full GPU benchmark (results/benchmarks/gpu-*.json); this one is "
+                        f"the {bench.get('preset')!r} preset on {dev!r}")
     room = DEVICE.carry_bytes - tree_bytes - data_bytes  # the jobs after bench need the data, not the wheels
     out = [{"slice": "bench", "what": "the benchmarks re-measured on the H200 (python -m benchmarks)",
             "work_s": (bench["wall_seconds"],) * 2, "slices": (1, 1), "handoff_bytes": 0,
@@ -69,7 +74,7 @@ def plan(bench: dict, tree_bytes: int, data_bytes: int, wheel_bytes: int,
     ceiling = _lenet(bench["ceiling"])
     lo_rate, hi_rate = ceiling["evals_per_s"], ceiling["evals_per_s_by_batch"]["32"]
     proto = bench.get("training", {}).get("smoothing_protocol", {})
-    if bench["provenance"]["device"]["device"] == "cuda" and "lockstep" in proto:  # measured: the bench slice's
+    if "lockstep" in proto:  # measured on a GPU (the bench slice's numbers)
         hours = [proto[k]["projected_paper_hours"] for k in ("lockstep_tf32", "lockstep") if k in proto]
         train_s = (min(hours) * 3600, max(hours) * 3600)
         source = "training.smoothing_protocol.lockstep(_tf32).projected_paper_hours"
@@ -83,6 +88,8 @@ def plan(bench: dict, tree_bytes: int, data_bytes: int, wheel_bytes: int,
     out.append({"slice": "smoothing-paper", "what": "the paper-size smoothing study (7 regimes, 50 epochs, PGD-40)",
                 "work_s": smooth, "slices": tuple(_slices(s, handoff <= room, None) for s in smooth),
                 "slices_if_carried": tuple(_slices(s, True, None) for s in smooth),
+                # the protocol but its length (--epochs E), trained and evaluated inside one slice
+                "epochs_one_slice": tuple(max(0.0, 50 * (WORK_S - eval_s) / t) for t in train_s),
                 "handoff_bytes": handoff, "room_bytes": room,
                 "source": f"{source}; evaluation: saliency[lenet-28, sg].ours.evals_per_s"})
     nat = bench["training"]["natural_one_model"]["images_per_s"]
@@ -118,6 +125,9 @@ def table(rows: list[dict]) -> str:
         k0, k1 = r["slices"]
         ifc = r.get("slices_if_carried")
         note = f" ({rng(*(str(k) for k in ifc))} if the state could travel)" if ifc and None in (k0, k1) else ""
+        if "epochs_one_slice" in r:
+            e_hi, e_lo = r["epochs_one_slice"]
+            note += f"; one slice holds --epochs {e_lo:.1f}-{e_hi:.1f}"
         dev = [None if k is None else k * (START_S + SLICE_S) / 60 for k in (k0, k1)]
         lines.append(f"| {i} | {r['slice']}: {r['what']} | {rng(f'{lo:.1f}', f'{hi:.1f}')} | {rng(num(k0), num(k1))}{note} | "
                      f"{rng(*(num(d and round(d)) for d in dev))} | {r['handoff_bytes'] / MIB:.0f} | "
@@ -140,7 +150,11 @@ def main(argv=None) -> int:
     wheels = _files_bytes(ROOT / ".gpu/whl") or WHEELS_EST
     split_file = ROOT / "results/split_stability-gpu/results.json.gz"
     split_run = json.loads(gzip.open(split_file).read()) if split_file.exists() else None
-    print(table(plan(bench, tree, data, wheels, split_run)))
+    try:
+        print(table(plan(bench, tree, data, wheels, split_run)))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"\ntree {tree / MIB:.1f} MiB, data {data / MIB:.1f} MiB, wheels {wheels / MIB:.1f} MiB; a slice: "
           f"{SLICE_S} s command ({WORK_S} s of work) + ~{START_S} s start; 'cannot': the hand-off does not fit "
           "the carry and the job does not end in one slice")
