@@ -270,3 +270,10 @@ def test_plan_refuses_a_cpu_benchmark():
     bench = json.loads((ROOT / "results/benchmarks/cpu-quick.json").read_text())
     with pytest.raises(UserError, match="needs a full GPU benchmark.*'quick' preset on 'cpu'"):
         sp.plan(bench, 0, 0, 0)
+
+
+@pytest.mark.parametrize("args", [["slice"], ["slice", "split", "loo"], ["slice", "smoke"], ["slice", "train"]])
+def test_slice_takes_one_job(args):
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_runs.sh"), *args], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert res.returncode == 2 and "usage" in res.stderr
