@@ -231,7 +231,8 @@ def main(argv=None) -> int:
     elif a.cmd == "unpack":
         m = unpack(a.carry, a.run, a.job)
         print(f"[slices] {a.job}: " + ("no carried state: starting fresh" if m is None else
-                                      f"resumed the state packed after exit {m['exit_code']} ({m['bytes'] / MIB:.1f} MiB)"))
+                                      f"resumed the state packed after exit {m['exit_code']} "
+                                      f"({m['bytes'] / MIB:.1f} MiB)"))
     else:
         m = stash(a.files_at, a.carry, a.job)
         print(f"[slices] {a.job}: state ({m['bytes'] / MIB:.1f} MiB) in {a.carry}/; complete: {m['complete']}; "
