@@ -188,7 +188,7 @@ def _slice(tmp: Path, name: str, carry: Path, **env) -> subprocess.CompletedProc
 
 def _numbers(run: Path) -> dict:
     res = json.loads((run / "results.json").read_text())
-    drop = {"seconds", "train_seconds", "resumed_after_step", "lockstep", "wall_seconds", "provenance"}
+    drop = {"seconds", "train_seconds", "resumed_after_step", "lockstep", "reused_checkpoint"}  # how, not what
     strip = (lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows])
     return {"table": strip(res["table"]), "curves": res["curves"], "models": strip(res["models"]),
             "eval": res["eval_indices"]}
@@ -279,3 +279,23 @@ def test_slice_takes_one_job(args):
     res = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_runs.sh"), *args], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin"})
     assert res.returncode == 2 and "usage" in res.stderr
+
+
+@pytest.mark.slow
+def test_smoothing_study_stops_between_units_and_resumes(tmp_path):
+    """The evaluation honours the deadline between two models' units (after the first of the call): call 1 trains
+    the two models (one step each) and evaluates N, then stops; call 2 evaluates A; the numbers equal one call's."""
+    from empirical.experiments.smoothing import cli as smoothing_cli
+    from empirical.experiments.smoothing.run import run
+    data = _tiny_fashion_mnist(tmp_path / "data", n_train=64, n_test=32)
+    args = smoothing_cli.parser().parse_args(
+        ["--small", "--regimes", "N", "A", "--epochs", "1", "--train-images", "32", "--methods", "vg",
+         "--eval-images", "2", "--stab-samples", "2", "--robust-images", "2", "--robust-steps", "1",
+         "--road-percentages", "0.5", "--device", "cpu", "--data-root", str(data)])
+    cfg, _ = smoothing_cli.config_from_args(args)
+    with pytest.raises(DeadlineReached, match="after 1 of 2 models"):
+        run(cfg, tmp_path / "sliced", progress=False, deadline=time.time() - 1)
+    assert len(list((tmp_path / "sliced" / "units").glob("*.json"))) == 1
+    run(cfg, tmp_path / "sliced", progress=False, deadline=time.time() - 1)
+    run(cfg, tmp_path / "whole", progress=False)
+    assert _numbers(tmp_path / "sliced") == _numbers(tmp_path / "whole")
