@@ -6,11 +6,11 @@
 #   here, once:   bash scripts/gpu_runs.sh prepare
 #                 -> .gpu/ (in .gitignore): Fashion-MNIST's four IDX .gz files (.gpu/data, 29 MiB) and the wheels
 #                    only `bench` needs (.gpu/whl: captum, quantus, cachetools, kornia, kornia_rs; ~8.5 MiB)
-#   a slice:      device run, timeout_s 600, carry [".gpu"] (bench) or [".gpu/data", ".slices"], command:
+#   a slice:      device run, timeout_s 600, carry [".gpu"] (bench) or [".gpu/data", ".slices/JOB"], command:
 #                 SALIENCY_STABILITY_COMMIT=<git rev-parse HEAD, here> bash scripts/gpu_runs.sh slice JOB
 #                 smoke (1 min), unpack the carried state, work to SLICE_BUDGET (540 s), pack the state and the
 #                 results into $OUT (empirical/runtime/slices.py); exit 0 complete, 75 run the next slice
-#   between:      python3 empirical/runtime/slices.py stash <files_at> --job JOB   (-> .slices/, carried next)
+#   between:      python3 empirical/runtime/slices.py stash <files_at> --job JOB   (-> .slices/JOB/, carried next)
 #   when done:    tar -xzf <files_at>/JOB.results.tar.gz -C runs/ && python -m empirical.report.import_run ...
 #
 # Sizes. bench is the full run (330 s on an H100). split is the paper sweep with 16 Gauss-Legendre IG
@@ -112,7 +112,8 @@ fi
 
 # one slice of one job (SLICE_BUDGET s in all, default 540 = 9 min; the device call's timeout_s leaves ~1 min):
 # (1) the device check and the job at tiny size, at most SLICE_SMOKE s (default 60; 0: no smoke, for tests);
-# (2) the state a previous slice returned (.slices/, GPU_SLICES_CARRY) unpacked into the run folder; (3) the job
+# (2) the state a previous slice returned (GPU_SLICES_CARRY/JOB/, default .slices/JOB/) unpacked into the run folder;
+# (3) the job
 # until SLICE_PACK_MARGIN s (default 45) before the budget ends: the smoothing study stops itself there
 # (--time-limit: a training at a step boundary, its state saved; evaluation between units), the others are
 # stopped by timeout (finished units are atomic files; a training loses at most its epoch); (4) the state and

@@ -128,7 +128,7 @@ def test_pack_keeps_within_the_limits_and_unpacks_the_same_files(tmp_path):
     with tarfile_names(tmp_path / "out" / "job.results.tar.gz") as names:
         assert "gpu-job/units/u1.json" in names and not any("checkpoints" in n for n in names)
     # a damaged part is named, not extracted
-    (carry / "job.state.tgz.01").write_bytes(b"x")
+    (carry / "job" / "job.state.tgz.01").write_bytes(b"x")
     with pytest.raises(SystemExit, match="job.state.tgz.01 is missing or damaged"):
         slices.unpack(carry, tmp_path / "again", "job")
 

@@ -12,6 +12,8 @@ checkpoints, and the epoch/step snapshots of the trainings in progress) crosses 
     here, between slices:           stash   files_at -> .slices/JOB/ (checked against the manifest's sha256)
     there, at the start of a slice: unpack  .slices/JOB/ -> the run folder; the same command then resumes
 
+One folder per job, so a call carries only its own job's state (``carry: [".gpu/data", ".slices/JOB"]``).
+
 When the whole state does not fit (the return limits, or the carry budget left by the tree), ``pack`` drops
 first the snapshots of trainings in progress, then every checkpoint, keeping the finished units (small JSON),
 and says so in the manifest and on stderr: dropped work is redone, never silently mixed. The arithmetic of
@@ -159,9 +161,9 @@ def _check_parts(folder: Path, manifest: dict) -> list[Path]:
 
 
 def unpack(carry: Path, run: Path, job: str) -> dict | None:
-    """Restore the state a previous slice packed (``carry/JOB.state.json`` and its parts) into ``run``; None
+    """Restore the state a previous slice packed (``carry/JOB/JOB.state.json`` and its parts) into ``run``; None
     when there is none (the first slice). Files already in ``run`` are overwritten by the packed ones."""
-    mf = Path(carry) / f"{job}.state.json"
+    mf = Path(carry) / job / f"{job}.state.json"
     if not mf.exists():
         return None
     manifest = json.loads(mf.read_text())
@@ -186,15 +188,15 @@ def unpack(carry: Path, run: Path, job: str) -> dict | None:
 
 
 def stash(files_at: Path, carry: Path, job: str) -> dict:
-    """Here, between slices: move a slice's returned state into the carried folder ``carry`` (replacing the
-    previous state of ``job``), checking every part against the manifest."""
+    """Here, between slices: copy a slice's returned state into ``carry/JOB/`` (replacing the previous state of
+    ``job``), checking every part against the manifest."""
     src = Path(files_at)
     mf = src / f"{job}.state.json"
     if not mf.exists():
         raise SystemExit(f"error: no {mf.name} in {src}: that call returned no state for {job}")
     manifest = json.loads(mf.read_text())
     paths = _check_parts(src, manifest)
-    carry = Path(carry)
+    carry = Path(carry) / job
     carry.mkdir(parents=True, exist_ok=True)
     for old in list(carry.glob(f"{job}.state.*")):
         old.unlink()
@@ -236,8 +238,8 @@ def main(argv=None) -> int:
                                       f"({m['bytes'] / MIB:.1f} MiB)"))
     else:
         m = stash(a.files_at, a.carry, a.job)
-        print(f"[slices] {a.job}: state ({m['bytes'] / MIB:.1f} MiB) in {a.carry}/; complete: {m['complete']}; "
-              f"next call: carry [\".gpu\", \"{a.carry}\"]")
+        print(f"[slices] {a.job}: state ({m['bytes'] / MIB:.1f} MiB) in {a.carry}/{a.job}/; complete: "
+              f"{m['complete']}; next call: carry [\".gpu/data\", \"{a.carry}/{a.job}\"]")
     return 0
 
 
