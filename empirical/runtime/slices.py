@@ -110,6 +110,10 @@ def pack(run: Path, out: Path, job: str, carry_budget: int, exit_code: int = 0, 
     results = out / f"{job}.results.tar.gz"
     with tarfile.open(results, "w:gz") as tf:  # what is committed: no checkpoints (13 MB per LeNet)
         tf.add(run, arcname=run.name, filter=lambda ti: None if "/checkpoints" in f"/{ti.name}" else ti)
+    if results.stat().st_size > limits.file_bytes:  # it would not come back: say so in the log that does
+        print(f"warning: {results.name} is {results.stat().st_size / MIB:.1f} MiB, over the "
+              f"{limits.file_bytes / MIB:.0f} MiB a returned file may have; its results are in the state parts too",
+              file=sys.stderr)
     for old in out.glob(f"{job}.state.tgz.*"):
         old.unlink()
     log = out / f"{job}.log"
