@@ -1,6 +1,9 @@
 """Issue-4 quality metrics (Gini, RIS/ROS/RRS, ROAD) against closed forms, scipy, and Quantus 0.6.
 
 Where our definition follows the paper and Quantus differs, the difference itself is pinned.
+
+Length (>400 lines): one test module for the quality metrics of the feature-map paper (Gini, RIS/ROS/RRS,
+ROAD), each against Quantus and a closed form, sharing the fixtures at the top.
 """
 import math
 import warnings

@@ -8,7 +8,7 @@ classified test images: Gini, RIS/ROS/RRS, ROAD (MoRF, LeRF), SSIM under input n
 robust accuracy, input-Hessian norm. Writes results.json, table.csv (the paper's layout: one row per
 regime × method, with dG, dRIS, dROS, dRRS, dROAD against N), curves.csv and PNG figures. Re-running
 the same command reuses trained models and finished evaluations. The models train together, in lockstep on one
-batch stream (empirical/lockstep.py): on a GPU each training step is a CUDA graph, replayed per model on its
+batch stream (empirical/training/lockstep.py): on a GPU each training step is a CUDA graph, replayed per model on its
 own stream (--no-cuda-graphs for eager steps); on the CPU the result is exactly that of training them one
 by one. An interrupted training resumes from its last epoch boundary.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from empirical import cli
 from empirical.data import DATASETS
-from empirical.experiments.smoothing.config import METHODS, PAPER_REGIMES, REGIMES, SmoothingStudyConfig
+from empirical.experiments.smoothing.config import STUDY_METHODS, PAPER_REGIMES, REGIMES, SmoothingStudyConfig
 from empirical.experiments.smoothing.run import run
 from empirical.nets.models import ACTIVATIONS, MODELS
 from empirical.training.trainer import TrainConfig
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--attack-steps", type=cli.positive_int, default=None, help="PGD steps in training (paper: 40; step ε/10)")
     ap.add_argument("--epochs", type=cli.positive_float, default=None, help="training epochs (paper: 50)")
     ap.add_argument("--train-images", type=cli.positive_int, default=None, help="training images used (default: all)")
-    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+    ap.add_argument("--methods", nargs="+", choices=STUDY_METHODS, default=list(STUDY_METHODS),
                     help="saliency methods evaluated: vg (vanilla gradient), ig (integrated gradients), sg (SmoothGrad)")
     ap.add_argument("--eval-images", type=cli.positive_int, default=None, help="correctly classified test images (paper: 1000)")
     ap.add_argument("--ig-steps", type=cli.positive_int, default=None,

@@ -41,8 +41,9 @@ from empirical.measures import agreement as metrics
 from empirical.measures import curvature
 from empirical.runtime.cache import UnitCache
 from empirical.runtime.environment import provenance
-from empirical.runtime.files import write_csv, write_json
+from empirical.runtime.files import mark_complete, prepare_out_dir, write_csv, write_json
 from empirical.runtime.precision import fp32_mode
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import config_digest
 from empirical.training.lockstep import train_many_or_load
 
@@ -83,7 +84,7 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True, deadline: f
     """
     cfg.validate()
     t_start = time.time()
-    out = Path(out)
+    out = prepare_out_dir(out)  # a file or read-only --out fails here, before any training
     device = torch.device(cfg.device)
     ds = data_mod.load(cfg.dataset, cfg.data_root, cfg.image_size)
     spec = ds.spec
@@ -157,12 +158,12 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True, deadline: f
                 if k not in ("device", "max_batch", "cuda_graphs", "train_tf32", "regimes", "eps_grid", "data_root")}
     rows, curves = [], []
     computed = 0  # units computed in this call (the deadline lets the first one run: progress per call)
-    bar = tqdm(list(nets.items()), desc="metrics", disable=not progress)
+    bar = tqdm(list(nets.items()), desc="metrics", disable=bar_disabled(progress))
     for (regime, eps), pm in bar:
         tkey = next(r["key"] for r in train_records if r["regime"] == regime and r["eps"] == eps)
         # v4: SmoothGrad's RIS/ROS/RRS explain each x' under its image's id (before: under its row in the call)
         key = config_digest("smoothing-unit-v4", tkey, eval_cfg, eval_idx.tolist())
-        unit = cache.get(key)
+        unit = cache.get(key, keys=("rows", "curves"))
         if unit is None:
             if deadline is not None and computed and time.time() >= deadline:
                 bar.close()
@@ -183,6 +184,7 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True, deadline: f
     write_csv(out / "table.csv", rows)
     write_csv(out / "curves.csv", curves)
     figures_smoothing.make(results, out)
+    mark_complete(out)  # last: a run killed before this reads as unfinished
     return results
 
 
