@@ -5,6 +5,7 @@ Over 400 lines on purpose: one file holds every case of the issue, in its order 
 can be checked off against it; the cases share two small fixtures (fake data, one finished tiny split run)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -218,8 +219,26 @@ def test_divergence_names_epoch_step_and_loss_and_saves_nothing(tmp_path):
         with pytest.raises(TrainingDiverged) as e:
             train_or_load(build, {"k": 1}, tmp_path, kw)
         msg = _one_line(e)
-        assert "training diverged at epoch 1, step " in msg and "(loss = nan)" in msg and "lower --lr (now 1e+06)" in msg
+        assert re.search(r"training diverged at epoch 1, step \d+ \(loss = (nan|inf|[0-9.]+e\+\d+)\); "
+                         r"lower --lr \(now 1e\+06\)$", msg), msg
         assert list(tmp_path.iterdir()) == []  # no checkpoint, no epoch snapshot
+
+
+def test_a_single_step_that_blows_the_weights_up_is_caught_after_its_update():
+    """T = 1 (the issue's `--n 64 --epochs 1` at batch 64): the one training loss is computed before the update,
+    so only the loss after it shows the explosion (weights of ~1e5 here, loss ~1e20, NaN a step later)."""
+    from empirical.errors import TrainingDiverged
+
+    x, y = _images(64)
+    torch.manual_seed(0)
+    net = models.build("lenet", 1, 8, 2, "relu")
+    with pytest.raises(TrainingDiverged) as e:
+        train(net, x, y, lambda v: (v - 0.3) / 0.35, TrainConfig(epochs=1, batch_size=64, lr=1e6, c=1e6),
+              progress=False)
+    assert re.search(r"diverged at epoch 1, step 1 \(loss after its update = .*\); lower --lr", _one_line(e))
+    torch.manual_seed(0)
+    net = models.build("lenet", 1, 8, 2, "relu")
+    train(net, x, y, lambda v: (v - 0.3) / 0.35, TrainConfig(epochs=1, batch_size=64), progress=False)  # lr 0.05: fine
 
 
 def test_a_cached_nan_checkpoint_is_retrained_not_trusted(tmp_path):
