@@ -138,6 +138,25 @@ def test_all_nan_maps_no_longer_score_as_a_perfect_match():
         M.topk_iou(nan, nan, 10)
 
 
+@pytest.mark.parametrize("scale", [1e25, 1e-25])
+def test_huge_or_tiny_finite_maps_are_scored_not_overflowed(scale):
+    """Input gradients of a network with blown-up weights reach 1e20+: squaring them overflows float32, and a plain
+    norm read inf (stability) and normalised the map to 0 (unit-norm stability 0.0, "perfectly stable")."""
+    from empirical.measures import agreement as M
+    from empirical.measures import sparsity
+
+    a64 = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    b64 = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    a, b = (a64 * scale).float(), (b64 * scale).float()
+    # references in float64 on the unscaled maps; float32 rounding of 64 terms: rtol 1e-5 (eps 6e-8 × 64 × margin)
+    ref = (a64 - b64).flatten(1).norm(dim=1) * scale
+    torch.testing.assert_close(M.stability_error(a, b).double(), ref, rtol=1e-5, atol=0)
+    unit = lambda v: v / v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)  # noqa: E731
+    torch.testing.assert_close(M.stability_error(a, b, normalize=True).double(),
+                               (unit(a64) - unit(b64)).flatten(1).norm(dim=1), rtol=1e-5, atol=0)
+    torch.testing.assert_close(sparsity.gini(a).double(), sparsity.gini(a64), rtol=1e-5, atol=0)
+
+
 # --------------------------------------------------------------------------- 3. RIS/ROS/RRS of an all-zero explanation
 def _stability(explain):
     from empirical.measures import relative_stabilities
@@ -396,6 +415,17 @@ def test_loo_report_prints_a_measured_zero(fm, tmp_path, capsys):
     res = __import__("json").loads((tmp_path / "o" / "results.json").read_text())
     assert any(b["measured_worst"] == 0 for b in res["bounds"])  # the case this test is about occurred
     assert "measured   -inf  holds True" in out
+
+
+def test_a_split_unit_holding_nulls_is_not_read_back():
+    """An older run cached NaN measurements as null; reading them crashed the summary ("Could not infer dtype of
+    NoneType"). Such a unit is invalid, so it is recomputed."""
+    from empirical.experiments.split.run import _valid_unit
+
+    good = {"pair": 0, "sigma": 0.0, "method": "vg", "per_image": {"stability": [0.1, 0.2]}, "mc_rel_stderr": [None]}
+    assert _valid_unit(good)
+    assert not _valid_unit(dict(good, per_image={"stability": [None, 0.2]}))
+    assert not _valid_unit(dict(good, per_image=[])) and not _valid_unit([])
 
 
 def test_unit_json_of_the_wrong_structure_is_recomputed(tmp_path):
