@@ -198,13 +198,13 @@ def test_a_nan_explanation_is_an_error_in_relative_stability(where):
         calls.append(1)
         m = torch.rand(v.shape)
         if (where == "x") == (len(calls) == 1):
-            m[0, 0, 0, 0] = float("nan")
+            m[-1, 0, 0, 0] = float("nan")  # the last row: image 2 (at x', of the last perturbation in the chunk)
         return m
 
     with pytest.raises(UserError) as e:
         _stability(explain)
     msg = _one_line(e)
-    assert "1 NaN/inf" in msg and ("perturbed" in msg) == (where == "x'")
+    assert "1 NaN/inf" in msg and "image 2" in msg and ("perturbed" in msg) == (where == "x'")
 
 
 # --------------------------------------------------------------------------- 4. a diverging training is an error
