@@ -44,7 +44,7 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, lambda v: v > 0, "a finite number > 0")
+    return _number(text, float, lambda v: v > 0, "a finite positive number")
 
 
 def nonnegative_float(text: str) -> float:

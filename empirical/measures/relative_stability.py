@@ -124,7 +124,7 @@ def _relative_stability(kinds, explain, model, x, target, representation, radius
         flip = (zp.argmax(-1) != pred0.repeat(cs)).view(cs, n)
         ep = (explain(xp, target.repeat(cs), ids.repeat(cs)) if explain_ids
               else explain(xp, target.repeat(cs))).detach().view(cs, n, -1)
-        check_finite(ep, "explanations at the perturbed inputs")
+        check_finite(ep.transpose(0, 1), "explanations at the perturbed inputs")  # (N, S, d): names the image
         flip = flip | zero_map.unsqueeze(0)
         num = _relative_change(e0.unsqueeze(0), ep, p)
         for kind in kinds:
