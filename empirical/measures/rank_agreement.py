@@ -148,7 +148,7 @@ def topk_intersection(a: torch.Tensor, b: torch.Tensor, k, reduce_channels: str 
         >>> a = torch.tensor([[[[4.0, 3.0], [2.0, 1.0]]]])
         >>> b = torch.tensor([[[[4.0, 1.0], [2.0, 3.0]]]])
         >>> topk_intersection(a, b, 2).tolist(), topk_intersection(a, b, 0.75, count=True).tolist()
-        ([0.5], [3.0])
+        ([0.5], [2.0])
     """
     _check_pair(a, b, min_dim=3)
     k = resolve_k(k, collapse_channels(a[:1], reduce_channels)[0].numel())
