@@ -13,8 +13,8 @@ def _net():
     return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Softplus(), nn.Flatten(), nn.Linear(3 * 4 * 4, 3)).double()
 
 
-KW = {"vg": {}, "ig": {"steps": 3}, "sg": {"sigma": 0.3, "n_draws": 2}, "sg_ig": {"sigma": 0.3, "n_draws": 2, "ig_steps": 2},
-      "gradcam": {}}
+KW = {"vg": {}, "ig": {"steps": 3}, "sg": {"sigma": 0.3, "n_draws": 2},
+      "sg_ig": {"sigma": 0.3, "n_draws": 2, "ig_steps": 2}, "gradcam": {}}
 
 
 @pytest.mark.parametrize("method", list(KW))

@@ -85,12 +85,12 @@ def test_topk_intersection_hand_worked():
 def test_rank_agreement_equals_the_separate_functions():
     g = torch.Generator().manual_seed(2)
     a, b = torch.randn(4, 1, 5, 5, generator=g), torch.randn(4, 1, 5, 5, generator=g)
-    r = ra.rank_agreement(a, b, k=7)
+    r = ra.agreement_metrics(a, b, k=7)
     assert torch.equal(r["topk_intersection"], ra.topk_intersection(a, b, 7))
     assert torch.equal(r["kendall"], ra.kendall_tau(a, b))
     assert torch.equal(r["spearman_topk"], ra.spearman_rho(a, b, k=7))
     assert torch.equal(r["kendall_topk"], ra.kendall_tau(a, b, k=7))
-    same = ra.rank_agreement(a, a, k=7)
+    same = ra.agreement_metrics(a, a, k=7)
     assert all(bool((v == 1).all()) for v in same.values())
 
 

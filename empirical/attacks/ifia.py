@@ -56,7 +56,13 @@ from empirical.attacks.pgd import project, random_perturb
 from empirical.attribution import METHODS, RULES, differentiable, saliency
 from empirical.errors import UserError
 from empirical.measures.agreement import collapse_channels, topk_indices
-from empirical.measures.rank_agreement import kendall_rows, rank_agreement, resolve_k, spearman_rows, summarize_images
+from empirical.measures.rank_agreement import (
+    agreement_metrics,
+    kendall_rows,
+    resolve_k,
+    spearman_rows,
+    summarize_images,
+)
 from empirical.nets.models import eval_mode
 
 SELECT_BY = ("kendall", "spearman", "topk")
@@ -73,7 +79,7 @@ class IFIAConfig:
     epsilon: float = 0.1  # L∞ radius, pixel units of [0, 1] images ("epsilon")
     step_size: float = 0.01  # α, pixel units per step ("attribution_attack_step_size")
     steps: int = 100  # iterations per restart ("attribution_attack_steps")
-    k: int | float = 100  # top-k set of the attack loss and the metrics: pixels (int) or a fraction ("k_top", "eval_k_top")
+    k: int | float = 100  # top-k set of the loss and the metrics: pixels, or a fraction ("k_top", "eval_k_top")
     restarts: int = 3  # ("attribution_attack_times"); the best restart per image is kept
     random_start: bool = True  # restarts 1.. from U(S(x)); the RAR code starts every restart at x
     method: str = "ig"  # any of empirical.attribution.METHODS ("saliency_type": "ig")
@@ -142,7 +148,8 @@ class IFIAResult:
     n_correct: int  # classified correctly: attacked, and the only ones in the metrics
     correct: torch.Tensor  # (n_images,) bool
     x_adv: torch.Tensor  # (n_correct, C, H, W) pixels: the kept iterate of the kept restart
-    metrics: dict = field(default_factory=dict)  # name -> (n_correct,) float64, see rank_agreement()
+    x_last: torch.Tensor | None = None  # (n_correct, C, H, W) the kept restart's last iterate (may change the label)
+    metrics: dict = field(default_factory=dict)  # name -> (n_correct,) float64, see agreement_metrics()
     restart: torch.Tensor | None = None  # (n_correct,) the kept restart
     label_changes: torch.Tensor | None = None  # (n_correct, restarts) iterates that changed the label
     k_pixels: int = 0  # k in pixels
@@ -151,13 +158,15 @@ class IFIAResult:
 
     def summary(self, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> dict:
         """Plain numbers: counts, natural accuracy, k (pixels and fraction), and per metric the median and the
-        mean over images with bootstrap intervals over images (:func:`~empirical.measures.rank_agreement.summarize_images`)."""
+        mean over images with bootstrap intervals over images
+        (:func:`~empirical.measures.rank_agreement.summarize_images`)."""
         cfg = asdict(self.config)
         cfg["method_kwargs"] = [[k, v if isinstance(v, (int, float, str, bool)) else repr(v)]
                                 for k, v in self.config.method_kwargs]
         return {"n_images": self.n_images, "n_correct": self.n_correct,
                 "natural_accuracy": self.n_correct / self.n_images if self.n_images else float("nan"),
-                "k_pixels": self.k_pixels, "k_fraction": self.k_pixels / self.n_pixels if self.n_pixels else float("nan"),
+                "k_pixels": self.k_pixels,
+                "k_fraction": self.k_pixels / self.n_pixels if self.n_pixels else float("nan"),
                 "topk_intersection_reported_as": "fraction |A_k ∩ B_k| / k",
                 "surrogate_relus": self.surrogate_relus,
                 "metrics": {name: summarize_images(v, confidence, resamples, seed) for name, v in self.metrics.items()},
@@ -247,7 +256,8 @@ def _check_inputs(x, y) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
         raise UserError(f"x must be floating pixel images [N, C, H, W], got {getattr(x, 'shape', type(x).__name__)}")
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != (x.shape[0],) or y.is_floating_point():
-        raise UserError(f"y must be integer labels of shape [{x.shape[0]}], got {getattr(y, 'shape', type(y).__name__)}")
+        got = getattr(y, "shape", type(y).__name__)
+        raise UserError(f"y must be integer labels of shape [{x.shape[0]}], got {got}")
     lo, hi = torch.aminmax(x)
     if not (0.0 <= lo.item() and hi.item() <= 1.0):
         raise UserError(f"x must be pixel images in [0, 1] (normalise inside via `normalize`), got range "
@@ -280,7 +290,7 @@ def ifia(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIAConfig 
         result = dict(config=cfg, n_images=x.shape[0], n_correct=n, correct=correct, k_pixels=k, n_pixels=n_pix,
                       surrogate_relus=swapped)
         if n == 0:
-            return IFIAResult(x_adv=xs.clone(), metrics={}, restart=torch.zeros(0, dtype=torch.long),
+            return IFIAResult(x_adv=xs.clone(), x_last=xs.clone(), metrics={}, restart=torch.zeros(0, dtype=torch.long),
                               label_changes=torch.zeros(0, r_n, dtype=torch.long), **result)
         ids = torch.arange(n, device=x.device)
         r0 = _real_maps(model, normalize, xs, ys, ids, cfg)  # (n, pixels): the original maps
@@ -306,8 +316,9 @@ def ifia(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIAConfig 
             best = torch.where(better.view(-1, 1, 1, 1), new, best)
             best_score = torch.where(better, score, best_score)
             cur = new if cfg.on_label_change == "skip" else torch.where(keeps.view(-1, 1, 1, 1), new, cur)
-        final = rank_agreement(r0_rows, _real_maps(model, normalize, best, y_rows, ids_rows, cfg), k, "none")
+        final = agreement_metrics(r0_rows, _real_maps(model, normalize, best, y_rows, ids_rows, cfg), k, "none")
         pick = best_score.view(r_n, n).argmin(0)  # the first of equally good restarts
         rows = pick * n + ids
-        return IFIAResult(x_adv=best[rows], metrics={name: v[rows] for name, v in final.items()}, restart=pick,
+        return IFIAResult(x_adv=best[rows], x_last=cur[rows], metrics={name: v[rows] for name, v in final.items()},
+                          restart=pick,
                           label_changes=changes.view(r_n, n).T.contiguous(), **result)

@@ -63,7 +63,8 @@ def _flat_pair(a, b, reduce_channels: str) -> tuple[torch.Tensor, torch.Tensor]:
     fa, fb = fa.detach().to(torch.float64), fb.detach().to(torch.float64)
     for name, v in (("a", fa), ("b", fb)):
         if not bool(torch.isfinite(v).all()):
-            raise UserError(f"map {name} holds {int((~torch.isfinite(v)).sum())} NaN/inf values; ranks need finite maps")
+            bad = int((~torch.isfinite(v)).sum())
+            raise UserError(f"map {name} holds {bad} NaN/inf values; ranks need finite maps")
     return fa, fb
 
 
@@ -114,7 +115,7 @@ def kendall_rows(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     .. math:: \tau_b = \frac{\sum_{i<j} s^x_{ij} s^y_{ij}}{\sqrt{\sum_{i<j} |s^x_{ij}| \sum_{i<j} |s^y_{ij}|}},
               \quad s^x_{ij} = \mathrm{sign}(x_i - x_j),
 
-    i.e. (concordant − discordant) / √((n₀ − n₁)(n₀ − n₂)) with n₁, n₂ the pairs tied in x, in y. The full
+    i.e. (concordant − discordant) / √((n₀ − n₁)(n₀ − n₂)), n₁ and n₂ the pairs tied in x and in y. The full
     n×n sign matrices count every pair twice, which cancels. Integer sums: exact for any n.
     """
     n_img, n = x.shape
@@ -181,7 +182,7 @@ def _select(a, b, k, reduce_channels) -> tuple[torch.Tensor, torch.Tensor]:
     return fa.gather(1, idx), fb.gather(1, idx)
 
 
-def rank_agreement(a: torch.Tensor, b: torch.Tensor, k, reduce_channels: str = "sum_abs") -> dict[str, torch.Tensor]:
+def agreement_metrics(a: torch.Tensor, b: torch.Tensor, k, reduce_channels: str = "sum_abs") -> dict[str, torch.Tensor]:
     """Every metric at once, each ``(N,)`` float64: ``topk_intersection`` (fraction), ``kendall``, ``spearman``
     (full map), ``kendall_topk``, ``spearman_topk`` (over ``a``'s top-k pixels)."""
     fa, fb = _flat_pair(a, b, reduce_channels)
