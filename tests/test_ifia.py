@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from empirical.attacks.ifia import IFIAConfig, ifia, softplus_surrogate
+from empirical.attacks.ifia import IFIAConfig, ifia_attack, softplus_surrogate
 from empirical.errors import UserError
 from empirical.measures.rank_agreement import agreement_metrics
 
@@ -38,7 +38,7 @@ def test_never_leaves_the_ball_or_the_box_and_never_changes_the_label(eps, step_
     y[2] = (y[2] + 1) % 3  # one misclassified image: not attacked, not counted
     cfg = IFIAConfig(epsilon=eps, step_size=step_size, steps=steps, k=3, restarts=restarts, random_start=random_start,
                      method=method, ig_steps=3, on_label_change=on_label_change, seed=seed)
-    res = ifia(net, x, y, cfg, normalize)
+    res = ifia_attack(net, x, y, cfg, normalize)
     assert res.n_images == 5 and res.n_correct == 4 and res.correct.tolist() == [True, True, False, True, True]
     xs = x[res.correct]
     # project() returns fl(x + clamp(d, -ε, ε)): one float32 rounding of a number <= 1 + ε < 2, so
@@ -62,7 +62,7 @@ def test_label_changing_steps_occur_and_are_never_kept(on_label_change):
     x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         y = net(x).argmax(1)
-    res = ifia(net, x, y, IFIAConfig(epsilon=0.5, step_size=0.3, steps=3, k=3, restarts=2, ig_steps=3,
+    res = ifia_attack(net, x, y, IFIAConfig(epsilon=0.5, step_size=0.3, steps=3, k=3, restarts=2, ig_steps=3,
                                      on_label_change=on_label_change))
     assert res.label_changes.sum().item() > 0
     with torch.no_grad():
@@ -106,7 +106,7 @@ def test_linear_model_matches_the_closed_form(eps, alpha, steps, seed):
     w = g.uniform(0.2, 1.0, side * side) * g.choice([-1.0, 1.0], side * side)
     net = _linear(torch.tensor(w))
     cfg = IFIAConfig(epsilon=eps, step_size=alpha, steps=steps, k=k, restarts=1, ig_steps=4)
-    res = ifia(net, torch.tensor(x).view(3, 1, side, side), torch.zeros(3, dtype=torch.long), cfg)
+    res = ifia_attack(net, torch.tensor(x).view(3, 1, side, side), torch.zeros(3, dtype=torch.long), cfg)
     assert res.n_correct == 3 and res.surrogate_relus == 0
     for i in range(3):
         s0, top, path = _closed_form_path(x[i], w, k, eps, alpha, steps)
@@ -138,7 +138,7 @@ def test_attack_lowers_topk_intersection_more_than_random_noise():
     with torch.no_grad():
         y = net(x).argmax(1)
     cfg = IFIAConfig(epsilon=0.1, step_size=0.01, steps=20, k=10, restarts=1, ig_steps=8, select_by="topk")
-    res = ifia(net, x, y, cfg)
+    res = ifia_attack(net, x, y, cfg)
     assert res.n_correct == 12 and res.surrogate_relus == 1
     # The same-ε baseline: uniform noise in S(x), the best of 20 draws per image for fairness (as many tries
     # as the attack has steps), scored with the same maps and metric.
@@ -162,7 +162,7 @@ def test_every_method_is_attacked_by_name(method, kw):
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         y = net(x).argmax(1)
-    res = ifia(net, x, y, IFIAConfig(method=method, epsilon=0.2, step_size=0.05, steps=4, k=8, restarts=2, **kw))
+    res = ifia_attack(net, x, y, IFIAConfig(method=method, epsilon=0.2, step_size=0.05, steps=4, k=8, restarts=2, **kw))
     assert res.n_correct == 4 and (res.x_adv - x).abs().max() <= 0.2 + 2.0 ** -23
     assert (res.metrics["topk_intersection"] < 1).any()  # the attack moved some map
 
@@ -179,7 +179,7 @@ def test_only_correct_images_enter_and_none_correct_is_fine():
     x = torch.rand(3, 1, 4, 4)
     with torch.no_grad():
         y = (net(x).argmax(1) + 1) % 3
-    res = ifia(net, x, y, IFIAConfig(steps=2, ig_steps=2, k=3))
+    res = ifia_attack(net, x, y, IFIAConfig(steps=2, ig_steps=2, k=3))
     assert res.n_correct == 0 and res.metrics == {} and res.summary(resamples=10)["natural_accuracy"] == 0.0
 
 
@@ -200,8 +200,8 @@ def test_bad_config_is_one_clear_error(field, value, match):
 def test_bad_inputs_are_rejected_before_work():
     net = _relu_net()
     with pytest.raises(UserError, match=r"\[0, 1\]"):
-        ifia(net, torch.full((2, 1, 4, 4), 2.0), torch.zeros(2, dtype=torch.long))
+        ifia_attack(net, torch.full((2, 1, 4, 4), 2.0), torch.zeros(2, dtype=torch.long))
     with pytest.raises(UserError, match="labels"):
-        ifia(net, torch.rand(2, 1, 4, 4), torch.zeros(3, dtype=torch.long))
+        ifia_attack(net, torch.rand(2, 1, 4, 4), torch.zeros(3, dtype=torch.long))
     with pytest.raises(UserError, match="k must be in"):
-        ifia(net, torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), IFIAConfig(k=17))
+        ifia_attack(net, torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), IFIAConfig(k=17))

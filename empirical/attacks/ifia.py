@@ -141,7 +141,7 @@ class IFIAConfig:
 
 @dataclass(frozen=True)
 class IFIAResult:
-    """What :func:`ifia` returns. Per-image tensors cover the ``n_correct`` correctly classified images, in order."""
+    """What :func:`ifia_attack` returns. Per-image tensors cover the ``n_correct`` correctly classified images."""
 
     config: IFIAConfig
     n_images: int  # images given
@@ -265,7 +265,7 @@ def _check_inputs(x, y) -> None:
 
 
 # --------------------------------------------------------------------------- the attack
-def ifia(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIAConfig = IFIAConfig(),
+def ifia_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIAConfig = IFIAConfig(),
          normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> IFIAResult:
     r"""Attack the ``config.method`` maps of ``model`` on pixel images ``x`` [N, C, H, W] in [0, 1], labels ``y`` [N].
 
