@@ -205,3 +205,23 @@ def test_bad_inputs_are_rejected_before_work():
         ifia_attack(net, torch.rand(2, 1, 4, 4), torch.zeros(3, dtype=torch.long))
     with pytest.raises(UserError, match="k must be in"):
         ifia_attack(net, torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), IFIAConfig(k=17))
+
+
+def test_evaluate_reports_natural_and_pgd_accuracy_beside_the_attack():
+    from empirical.attacks.ifia import PGDEvalConfig, evaluate
+    from empirical.attacks.pgd import robust_accuracy
+    net = _relu_net(6, k=3)
+    x = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(6))
+    y = torch.arange(8) % 3
+    with torch.no_grad():
+        natural = (net(x).argmax(1) == y).float().mean().item()
+    rec, res = evaluate(net, x, y, IFIAConfig(steps=2, ig_steps=2, k=3), PGDEvalConfig(epsilon=0.2, steps=3), None,
+                        resamples=200)
+    assert rec["natural_accuracy"] == natural == res.n_correct / 8
+    # the same PGD run, same generator seed: the same number
+    assert rec["pgd_accuracy"] == robust_accuracy(net, None, x, y, 0.2, 3, 0.01, True,
+                                                  generator=torch.Generator().manual_seed(0))
+    rec0, _ = evaluate(net, x, y, IFIAConfig(steps=1, ig_steps=2, k=3), PGDEvalConfig(epsilon=0.0), resamples=200)
+    assert rec0["pgd_accuracy"] == natural  # ε = 0: PGD cannot move the images
+    assert set(rec["metrics"]) == {"topk_intersection", "kendall", "spearman", "kendall_topk", "spearman_topk"}
+    assert rec["k_pixels"] == 3 and rec["k_fraction"] == 3 / 16

@@ -322,3 +322,32 @@ def ifia_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIA
         return IFIAResult(x_adv=best[rows], x_last=cur[rows], metrics={name: v[rows] for name, v in final.items()},
                           restart=pick,
                           label_changes=changes.view(r_n, n).T.contiguous(), **result)
+
+
+# --------------------------------------------------------------------------- one model's attributional robustness
+@dataclass(frozen=True)
+class PGDEvalConfig:
+    """The adversarial accuracy reported beside IFIA; defaults: the RAR code's Fashion-MNIST ``config.json``."""
+
+    epsilon: float = 0.1  # L∞ radius, pixel units ("epsilon")
+    steps: int = 20  # ("k")
+    step_size: float = 0.01  # pixel units per step ("a")
+    random_start: bool = True  # ("random_start")
+    seed: int = 0  # the random start's generator
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIAConfig = IFIAConfig(),
+             pgd: PGDEvalConfig = PGDEvalConfig(), normalize: Callable | None = None, confidence: float = 0.95,
+             resamples: int = 10_000) -> tuple[dict, IFIAResult]:
+    """Natural accuracy, PGD accuracy (:func:`~empirical.attacks.pgd.robust_accuracy` with ``pgd``) and the IFIA
+    metrics (median and mean over the correctly classified images, bootstrap intervals over images) of one model
+    on pixel images ``x``: (the record of :meth:`IFIAResult.summary` plus ``pgd_accuracy`` and ``pgd``, the result)."""
+    from empirical.attacks.pgd import robust_accuracy
+
+    if not isinstance(pgd, PGDEvalConfig):
+        raise UserError(f"pgd must be a PGDEvalConfig, got {type(pgd).__name__}")
+    res = ifia_attack(model, x, y, config, normalize)
+    gen = torch.Generator(device=x.device).manual_seed(pgd.seed)
+    acc = robust_accuracy(model, normalize, x, y.to(x.device), pgd.epsilon, pgd.steps, pgd.step_size,
+                          pgd.random_start, generator=gen)
+    return {**res.summary(confidence, resamples), "pgd_accuracy": acc, "pgd": asdict(pgd)}, res
