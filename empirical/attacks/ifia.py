@@ -278,6 +278,8 @@ def ifia_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIA
     if not isinstance(cfg, IFIAConfig):
         raise UserError(f"config must be an IFIAConfig, got {type(cfg).__name__}")
     _check_inputs(x, y)
+    n_pix = collapse_channels(x[:1], cfg.reduce_channels)[0].numel()
+    k = resolve_k(cfg.k, n_pix)
     normalize = normalize or _identity
     x, y = x.detach(), y.to(x.device)
     sur, swapped = softplus_surrogate(model, cfg.softplus_beta)
@@ -285,8 +287,6 @@ def ifia_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIA
         correct = _predict(model, normalize, x, cfg.max_rows) == y
         xs, ys = x[correct], y[correct]
         n, r_n = xs.shape[0], cfg.restarts
-        n_pix = collapse_channels(x[:1], cfg.reduce_channels)[0].numel()
-        k = resolve_k(cfg.k, n_pix)
         result = dict(config=cfg, n_images=x.shape[0], n_correct=n, correct=correct, k_pixels=k, n_pixels=n_pix,
                       surrogate_relus=swapped)
         if n == 0:
