@@ -203,6 +203,8 @@ def test_bad_inputs_are_rejected_before_work():
         ifia_attack(net, torch.full((2, 1, 4, 4), 2.0), torch.zeros(2, dtype=torch.long))
     with pytest.raises(UserError, match="labels"):
         ifia_attack(net, torch.rand(2, 1, 4, 4), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(UserError, match="no images"):
+        ifia_attack(net, torch.rand(0, 1, 4, 4), torch.zeros(0, dtype=torch.long))
     with pytest.raises(UserError, match="k must be in"):
         ifia_attack(net, torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), IFIAConfig(k=17))
 

@@ -255,6 +255,8 @@ def _predict(model, normalize, x, max_rows) -> torch.Tensor:
 def _check_inputs(x, y) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
         raise UserError(f"x must be floating pixel images [N, C, H, W], got {getattr(x, 'shape', type(x).__name__)}")
+    if x.shape[0] == 0:
+        raise UserError(f"x holds no images: shape {tuple(x.shape)}")
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != (x.shape[0],) or y.is_floating_point():
         got = getattr(y, "shape", type(y).__name__)
         raise UserError(f"y must be integer labels of shape [{x.shape[0]}], got {got}")
