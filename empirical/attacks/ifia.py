@@ -268,7 +268,7 @@ def _check_inputs(x, y) -> None:
 
 # --------------------------------------------------------------------------- the attack
 def ifia_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIAConfig = IFIAConfig(),
-         normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> IFIAResult:
+                normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> IFIAResult:
     r"""Attack the ``config.method`` maps of ``model`` on pixel images ``x`` [N, C, H, W] in [0, 1], labels ``y`` [N].
 
     Returns an :class:`IFIAResult`: the kept adversarial images (each in :math:`S(x)`, each with the original
@@ -292,8 +292,8 @@ def ifia_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIA
         result = dict(config=cfg, n_images=x.shape[0], n_correct=n, correct=correct, k_pixels=k, n_pixels=n_pix,
                       surrogate_relus=swapped)
         if n == 0:
-            return IFIAResult(x_adv=xs.clone(), x_last=xs.clone(), metrics={}, restart=torch.zeros(0, dtype=torch.long),
-                              label_changes=torch.zeros(0, r_n, dtype=torch.long), **result)
+            return IFIAResult(x_adv=xs.clone(), x_last=xs.clone(), metrics={},
+                              restart=torch.zeros(0, dtype=torch.long), label_changes=torch.zeros(0, r_n, dtype=torch.long), **result)
         ids = torch.arange(n, device=x.device)
         r0 = _real_maps(model, normalize, xs, ys, ids, cfg)  # (n, pixels): the original maps
         mask = torch.zeros_like(r0, dtype=x.dtype).scatter(1, topk_indices(r0.unsqueeze(1), k, "none"), 1.0)
@@ -322,8 +322,7 @@ def ifia_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIA
         pick = best_score.view(r_n, n).argmin(0)  # the first of equally good restarts
         rows = pick * n + ids
         return IFIAResult(x_adv=best[rows], x_last=cur[rows], metrics={name: v[rows] for name, v in final.items()},
-                          restart=pick,
-                          label_changes=changes.view(r_n, n).T.contiguous(), **result)
+                          restart=pick, label_changes=changes.view(r_n, n).T.contiguous(), **result)
 
 
 # --------------------------------------------------------------------------- one model's attributional robustness
