@@ -293,7 +293,8 @@ def ifia_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: IFIA
                       surrogate_relus=swapped)
         if n == 0:
             return IFIAResult(x_adv=xs.clone(), x_last=xs.clone(), metrics={},
-                              restart=torch.zeros(0, dtype=torch.long), label_changes=torch.zeros(0, r_n, dtype=torch.long), **result)
+                              restart=torch.zeros(0, dtype=torch.long),
+                              label_changes=torch.zeros(0, r_n, dtype=torch.long), **result)
         ids = torch.arange(n, device=x.device)
         r0 = _real_maps(model, normalize, xs, ys, ids, cfg)  # (n, pixels): the original maps
         mask = torch.zeros_like(r0, dtype=x.dtype).scatter(1, topk_indices(r0.unsqueeze(1), k, "none"), 1.0)
