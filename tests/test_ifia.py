@@ -231,8 +231,8 @@ def test_evaluate_reports_natural_and_pgd_accuracy_beside_the_attack():
 
 def test_attack_gradient_is_the_gradient_of_the_topk_mass_share():
     # On a smooth float64 net the attack's gradient (a double backward through IG) must equal central finite
-    # differences of L(x) = Σ_{i∈K} s_i / Σ_j s_j. eps 1e-6: truncation ~1e-12 times L's third derivative, rounding ~1e-16/1e-6;
-    # both far below the 1e-6 tolerance on entries of size ~1e-2.
+    # differences of L(x) = Σ_{i∈K} s_i / Σ_j s_j. Step 1e-6: truncation ~1e-12 times L's third derivative,
+    # rounding ~1e-16/1e-6; both far below the 1e-6 tolerance on entries of size ~1e-2.
     import empirical.attacks.ifia as m
     torch.manual_seed(7)
     net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Softplus(), nn.Flatten(), nn.Linear(48, 3)).double()
