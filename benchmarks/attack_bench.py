@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.out, {**res, "provenance": provenance(args.device)})
     print(f"one IFIA step, {res['rows']} rows, IG {res['ig_steps']} steps on {res['device']} "
           f"({res['threads']} threads): {res['step_seconds'] * 1e3:.1f} ms = "
-          f"{res['step_over_fwd_bwd']:.0f}x a forward+backward, {res['step_over_parts']:.2f}x the sum of its parts; {res['gflop_per_row_step']:.2f} GFLOP per row "
+          f"{res['step_over_fwd_bwd']:.0f}x a forward+backward, {res['step_over_parts']:.2f}x the sum of its parts; "
+          f"{res['gflop_per_row_step']:.2f} GFLOP per row "
           f"({res['gflop_per_row_step_at_paper_ig_steps']:.1f} at 100 IG steps); paper protocol projected "
           f"{res['paper_protocol']['projected_hours']:.1f} h here")
     for k, v in res["parts_over_fwd_bwd"].items():
