@@ -227,6 +227,8 @@ def test_evaluate_reports_natural_and_pgd_accuracy_beside_the_attack():
     assert rec0["pgd_accuracy"] == natural  # ε = 0: PGD cannot move the images
     assert set(rec["metrics"]) == {"topk_intersection", "kendall", "spearman", "kendall_topk", "spearman_topk"}
     assert rec["k_pixels"] == 3 and rec["k_fraction"] == 3 / 16
+    import json
+    json.dumps(rec)  # a result record: plain numbers and strings only
 
 
 def test_attack_gradient_is_the_gradient_of_the_topk_mass_share():
@@ -255,3 +257,20 @@ def test_attack_gradient_is_the_gradient_of_the_topk_mass_share():
         fd[j] = (loss(x + e.view_as(x)) - loss(x - e.view_as(x))) / 2e-6
     torch.testing.assert_close(g.flatten(), fd, rtol=0, atol=1e-6)
     assert g.abs().max() > 1e-3  # not vacuous
+
+
+def test_chunking_rows_does_not_change_the_attack():
+    # Rows (image × restart) are independent, so max_rows only regroups them. On the float64 linear model every
+    # gradient entry is far from 0 (|w_i| >= 0.2, x_i >= 0.02), so regrouping's ~1e-16 roundings cannot flip a
+    # sign step; the paths agree to the same 1e-12 as the closed-form test.
+    g = np.random.default_rng(5)
+    x = torch.tensor(g.uniform(0.02, 0.98, (3, 1, 4, 4)))
+    w = torch.tensor(g.uniform(0.2, 1.0, 16) * g.choice([-1.0, 1.0], 16))
+    net, y = _linear(w), torch.zeros(3, dtype=torch.long)
+    base = IFIAConfig(epsilon=0.1, step_size=0.02, steps=6, k=5, restarts=3, ig_steps=4)
+    a = ifia_attack(net, x, y, base)
+    b = ifia_attack(net, x, y, IFIAConfig(**{**base.__dict__, "max_rows": 2}))
+    torch.testing.assert_close(a.x_adv, b.x_adv, rtol=0, atol=1e-12)
+    assert torch.equal(a.restart, b.restart)
+    for name in a.metrics:
+        torch.testing.assert_close(a.metrics[name], b.metrics[name], rtol=0, atol=1e-12)
