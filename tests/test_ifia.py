@@ -274,3 +274,18 @@ def test_chunking_rows_does_not_change_the_attack():
     assert torch.equal(a.restart, b.restart)
     for name in a.metrics:
         torch.testing.assert_close(a.metrics[name], b.metrics[name], rtol=0, atol=1e-12)
+
+
+def test_more_restarts_never_score_worse_than_the_first():
+    # Restart 0 runs from x in both calls (the same path: rows are independent, float64 keeps the batched
+    # roundings ~1e-16 far from flipping a sign step here), so the kept restart's Kendall can only be lower
+    # with restarts 1 and 2 added from random starts.
+    net = _relu_net(8, c=4, side=8).double()
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    kw = dict(epsilon=0.1, step_size=0.02, steps=5, k=10, ig_steps=4)
+    one = ifia_attack(net, x, y, IFIAConfig(restarts=1, **kw))
+    three = ifia_attack(net, x, y, IFIAConfig(restarts=3, **kw))
+    assert bool((three.metrics["kendall"] <= one.metrics["kendall"] + 1e-12).all())
+    assert set(three.restart.tolist()) - {0}  # some image kept a random restart
