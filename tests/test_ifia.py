@@ -24,9 +24,10 @@ def _relu_net(seed=0, c=3, side=4, k=3):
 @given(eps=st.floats(0.0, 0.5), step_size=st.floats(0.0, 0.3), steps=st.integers(1, 3), restarts=st.integers(1, 3),
        random_start=st.booleans(), on_label_change=st.sampled_from(["skip", "reject"]),
        method=st.sampled_from(["vg", "ig"]), seed=st.integers(0, 20), mean=st.floats(-0.5, 0.5),
-       std=st.floats(0.2, 2.0))
+       std=st.floats(0.2, 2.0), select_by=st.sampled_from(["kendall", "spearman", "topk", "kendall_topk"]))
 def test_never_leaves_the_ball_or_the_box_and_never_changes_the_label(eps, step_size, steps, restarts, random_start,
-                                                                      on_label_change, method, seed, mean, std):
+                                                                      on_label_change, method, seed, mean, std,
+                                                                      select_by):
     net = _relu_net(seed)
     x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(seed))
     x[0] = 0.0  # box corners: the ball is cut by [0, 1]
@@ -37,7 +38,7 @@ def test_never_leaves_the_ball_or_the_box_and_never_changes_the_label(eps, step_
     y = pred.clone()
     y[2] = (y[2] + 1) % 3  # one misclassified image: not attacked, not counted
     cfg = IFIAConfig(epsilon=eps, step_size=step_size, steps=steps, k=3, restarts=restarts, random_start=random_start,
-                     method=method, ig_steps=3, on_label_change=on_label_change, seed=seed)
+                     method=method, ig_steps=3, on_label_change=on_label_change, seed=seed, select_by=select_by)
     res = ifia_attack(net, x, y, cfg, normalize)
     assert res.n_images == 5 and res.n_correct == 4 and res.correct.tolist() == [True, True, False, True, True]
     xs = x[res.correct]
@@ -289,3 +290,23 @@ def test_more_restarts_never_score_worse_than_the_first():
     three = ifia_attack(net, x, y, IFIAConfig(restarts=3, **kw))
     assert bool((three.metrics["kendall"] <= one.metrics["kendall"] + 1e-12).all())
     assert set(three.restart.tolist()) - {0}  # some image kept a random restart
+
+
+@pytest.mark.parametrize("select_by, metric", [("topk", "topk_intersection"), ("spearman", "spearman"),
+                                               ("kendall_topk", "kendall_topk")])
+def test_selection_measure_is_the_one_minimised(select_by, metric):
+    # With one restart and selection by a metric, the kept iterate's value of that metric is the lowest over the
+    # path: no lower than the last iterate's (when it keeps the label, as on this linear model) or x's (1).
+    g = np.random.default_rng(9)
+    x = torch.tensor(g.uniform(0.02, 0.98, (3, 1, 4, 4)))
+    w = torch.tensor(g.uniform(0.2, 1.0, 16) * g.choice([-1.0, 1.0], 16))
+    net, y = _linear(w), torch.zeros(3, dtype=torch.long)
+    res = ifia_attack(net, x, y, IFIAConfig(epsilon=0.1, step_size=0.02, steps=6, k=5, restarts=1, ig_steps=4,
+                                            select_by=select_by))
+    import empirical.attacks.ifia as m
+    cfg = res.config
+    r0 = m._real_maps(net, m._identity, x, y, torch.arange(3), cfg)
+    last = agreement_metrics(r0, m._real_maps(net, m._identity, res.x_last, y, torch.arange(3), cfg), 5, "none")
+    assert bool((res.metrics[metric] <= last[metric] + 1e-12).all()) and bool((res.metrics[metric] <= 1).all())
+    if metric != "kendall_topk":  # on a linear model the attack shrinks every top-k pixel alike: their order may stay
+        assert bool((res.metrics[metric] < 1).any())

@@ -65,7 +65,7 @@ from empirical.measures.rank_agreement import (
 )
 from empirical.nets.models import eval_mode
 
-SELECT_BY = ("kendall", "spearman", "topk")
+SELECT_BY = ("kendall", "spearman", "topk", "kendall_topk")  # kendall_topk: Sarkar et al.'s D (sec. 3)
 ON_LABEL_CHANGE = ("skip", "reject")
 ATTACK_REDUCTIONS = ("sum_abs", "abs_max")  # non-negative maps: the attack loss is a share of their mass
 _SET_BY_CONFIG = {"ig": ("steps", "rule", "baseline"), "sg_ig": ("ig_steps", "ig_rule", "baseline", "ids", "base"),
@@ -245,7 +245,10 @@ def _score(r0: torch.Tensor, r1: torch.Tensor, cfg: IFIAConfig, k: int) -> torch
         return kendall_rows(r0, r1)
     if cfg.select_by == "spearman":
         return spearman_rows(r0, r1)
-    ia, ib = topk_indices(r0.unsqueeze(1), k, "none"), topk_indices(r1.unsqueeze(1), k, "none")
+    ia = topk_indices(r0.unsqueeze(1), k, "none")
+    if cfg.select_by == "kendall_topk":
+        return kendall_rows(r0.gather(1, ia), r1.gather(1, ia))
+    ib = topk_indices(r1.unsqueeze(1), k, "none")
     return torch.zeros_like(r0, dtype=torch.bool).scatter(1, ia, True).gather(1, ib).sum(1).to(torch.float64) / k
 
 
