@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from empirical.attribution._checks import _check_choice, _check_max_batch, _check_target, _check_x, _logits_at, _shape
+from empirical.attribution.engine import keeps_graph
 from empirical.errors import UserError
 from empirical.nets.models import eval_mode as _eval_mode
 
@@ -50,6 +51,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target, layer: nn.Module, plus: b
         raise UserError(f"layer must be a submodule of the model, got {type(layer).__name__}")
     max_batch = _check_max_batch(max_batch)
     captured: list[torch.Tensor] = []
+    keep = keeps_graph()
     with _eval_mode(model):
         target, hi = _check_target(x, target)
         handle = layer.register_forward_hook(lambda mod, inp, out: captured.append(out))
@@ -59,15 +61,17 @@ def gradcam(model: nn.Module, x: torch.Tensor, target, layer: nn.Module, plus: b
             for lo in range(0, x.shape[0], step):
                 captured.clear()
                 with torch.enable_grad():
-                    # x needs grad so that the layer's output is in the graph even for a frozen model.
-                    logits = model(x[lo:lo + step].detach().requires_grad_(True))
+                    # x needs grad so that the layer's output is in the graph even for a frozen model; inside
+                    # engine.differentiable() x keeps its own graph and the map stays differentiable.
+                    xb = x[lo:lo + step]
+                    logits = model(xb if keep and xb.requires_grad else xb.detach().requires_grad_(True))
                     if len(captured) != 1 or not isinstance(captured[0], torch.Tensor) or captured[0].dim() != 4:
                         raise UserError(f"the Grad-CAM layer must run once per forward and output [N, K, h, w]; it "
                                         f"ran {len(captured)} times, output "
                                         f"{_shape(captured[0]) if captured else None}")
                     score = _logits_at(logits, len(target[lo:lo + step]), hi, target[lo:lo + step]).sum()
-                    (grads,) = torch.autograd.grad(score, captured[0])
-                cams.append(_cam(captured[0].detach(), grads, plus))
+                    (grads,) = torch.autograd.grad(score, captured[0], create_graph=keep)
+                cams.append(_cam(captured[0] if keep else captured[0].detach(), grads, plus))
         finally:
             handle.remove()
     cam = torch.cat(cams)
