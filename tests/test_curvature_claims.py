@@ -76,3 +76,49 @@ def test_claim_rejects_bad_input():
         curvature_claim(net, x, y[:2], _vg(net), CFG)
     with pytest.raises(UserError, match="extra_stability"):
         curvature_claim(net, x, y, _vg(net), CFG, extra_stability={"e": np.zeros(3)})
+
+
+def test_cli_over_a_smoothing_study_folder(tmp_path):
+    """Checkpoints in the smoothing study's format (no training: seeded initial weights, a little noise per model),
+    test labels set to the first model's predictions so every model classifies most images correctly."""
+    import json
+
+    from empirical import curvature_claims
+    from empirical.data import load
+    from empirical.experiments.smoothing.config import SmoothingStudyConfig
+    from empirical.experiments.smoothing.regimes import PixelModel, build_regime
+    from empirical.training.checkpoints import atomic_save
+    from tests.fakedata import fake_fashion_mnist, write_idx
+
+    root = fake_fashion_mnist(tmp_path / "fm", n_train=10, n_test=30)
+    spec = load("fashion-mnist", root).spec
+    scfg = SmoothingStudyConfig()
+    nets = []
+    for i, (regime, eps) in enumerate((("N", 0.0), ("A", 0.1), ("G", 0.1))):
+        torch.manual_seed(0)
+        net = build_regime(scfg, spec, regime).eval()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.mul_(1 + 1e-3 * i * torch.randn_like(p))
+        parts = {"study": "smoothing-v1", "dataset": "fashion-mnist", "image_size": 64, "model": "lenet",
+                 "activation": "relu", "regime": regime, "filter": None, "block_after": "block1", "kernel_size": 3,
+                 "gaussian_sigma": 1.0, "eps": eps, "train": {"seed": 0}}
+        atomic_save({"state_dict": net.state_dict(), "record": {"key_parts": parts}},
+                    tmp_path / "run" / "checkpoints" / f"k{i}.pt")
+        nets.append(net)
+    atomic_save({"state_dict": {}}, tmp_path / "run" / "checkpoints" / "k9.partial.pt")  # skipped
+    ds = load("fashion-mnist", root)
+    with torch.no_grad():
+        pred = PixelModel(nets[0], spec)(ds.test_x.float() / 255).argmax(1)
+    write_idx(root / "t10k-labels-idx1-ubyte", pred.numpy().astype(np.uint8), gz=True)
+    out = tmp_path / "out"
+    args = ["--models", str(tmp_path / "run"), "--out", str(out), "--data-root", str(root), "--images", "6",
+            "--radii", "0.5", "--n-draws", "2", "--betas", "5", "--hessian-iters", "3", "--stab-samples", "2", "--resamples", "200",
+            "--no-progress"]
+    assert curvature_claims.main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [m["regime"] for m in res["models"]] == ["N", "A", "G"] and res["n_eval"] == 6
+    assert len(res["models"][0]["correlations"]) == 4 * 3  # (gv mean, gv max, cure, softplus) × (ris, ros, rrs)
+    assert len(res["between_models"]) == 12 and all(r["n_models"] == 3 for r in res["between_models"])
+    assert (out / "table.csv").read_text().count("\n") == 1 + 3 * 12
+    assert curvature_claims.main(["--models", str(tmp_path / "fm"), "--out", str(out)]) == 2  # no checkpoint
