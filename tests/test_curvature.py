@@ -151,7 +151,13 @@ def test_gradient_variation_is_batch_and_chunk_invariant():
     t = torch.tensor([0, 1, 2, 0, 1])
     full = gradient_variation(net, x, t, [0.5, 2.0], n_draws=3, seed=7)
     part = gradient_variation(net, x[2:4], t[2:4], [0.5, 2.0], n_draws=3, seed=7, ids=[2, 3], max_batch=2)
-    assert torch.allclose(part.values, full.values[:, :, 2:4], rtol=1e-5, atol=0)  # same rows, other GEMM shapes
+    # the same rows through other batch shapes: each float32 gradient may round differently, by at most
+    # ~γ_n·‖g‖ with n ≈ 64 + 9 (the longest reduction: the 64-input linear, the 3×3 conv), for g at x and x + hu;
+    # V_h = ‖Δg‖/h moves by at most twice that over h (a constant 4 for the few chained layers)
+    g = torch.autograd.grad(net(x.requires_grad_(True)).gather(1, t.view(-1, 1)).sum(), x)[0]
+    gamma = 73 * torch.finfo(torch.float32).eps
+    atol = 4 * 2 * gamma * g.flatten(1).norm(dim=1).max() / torch.tensor([0.5, 2.0]).view(2, 1, 1)
+    assert torch.all((part.values - full.values[:, :, 2:4]).abs() <= atol)
     assert torch.allclose(sphere_directions(x, 3).flatten(2).norm(dim=2), torch.ones(3, 5))
     assert linf_matched_l2_radius(0.05, x) == pytest.approx(0.05 * math.sqrt(64 / 3))
 
@@ -197,16 +203,17 @@ def test_softplus_surrogate_tends_to_the_relu_network_as_beta_grows():
     t = torch.tensor([0, 1, 2, 0])
     W1, w2 = net[0].weight.detach(), net[2].weight.detach()
     m = (x @ W1.T + net[0].bias.detach()).abs().min().item()
-    assert m > 1e-3  # this seed keeps every pre-activation away from the kink
-    prev = math.inf
+    assert m > 0.01  # this seed keeps every pre-activation away from the kink
+    w1_sq = torch.linalg.matrix_norm(W1, 2).item() ** 2
     for beta in (1.0, 10.0, 1e2, 1e3, 1e4):
         surrogate, _ = softplus_surrogate(net, beta)
         gap = (surrogate(x) - net(x)).abs().max().item()
         assert gap <= w2.abs().sum(1).max().item() * math.log(2) / beta * (1 + 1e-12)
-        norm = softplus_hessian_norm(net, x, t, beta=beta, iters=50).norm.max().item()
-        assert norm <= torch.linalg.matrix_norm(W1, 2).item() ** 2 * w2.abs().max().item() * beta * math.exp(-beta * m) + 1e-300
-        prev = norm
-    assert prev < 1e-12
+        # power iteration returns ‖Hv‖ for a unit v, never above ‖H‖₂: the bound applies to the estimate as is
+        bound = w1_sq * w2.abs().max().item() * beta * math.exp(-beta * m)
+        assert softplus_hessian_norm(net, x, t, beta=beta, iters=50).norm.max().item() <= bound * (1 + 1e-9)
+    assert bound < 1e-30  # at β = 1e4 the surrogate is flat here: ReLU's Hessian (0) recovered
+    assert softplus_hessian_norm(net, x, t, beta=1.0, iters=50).norm.min().item() > 1e-3  # and not before
 
 
 def test_curvature_measures_reject_bad_arguments():

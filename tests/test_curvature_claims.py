@@ -37,9 +37,10 @@ def test_columns_are_the_measures_and_each_rho_is_scipys():
     assert set(cur) == {"gv_mean_h0.5", "gv_max_h0.5", "gv_mean_h2", "gv_max_h2", "cure_h0.5", "cure_h2",
                         "softplus_hessian_b5"}
     assert set(stab) == {"ris", "ros", "planted"}
+    # the same calls as inside (same batch shapes: bit for bit the same numbers on any kernel path)
     gv = gradient_variation(net, x, y, [0.5, 2.0], n_draws=2, seed=1)
     assert np.allclose(cur["gv_max_h2"], gv.max[1].numpy(), rtol=0, atol=0)
-    assert np.allclose(cur["cure_h0.5"], cure_curvature(net, x, y, [0.5]).per_step[0].numpy(), rtol=0, atol=0)
+    assert np.allclose(cur["cure_h0.5"], cure_curvature(net, x, y, [0.5, 2.0]).per_step[0].numpy(), rtol=0, atol=0)
     ris = relative_input_stability(_vg(net), net, x, y, radius=0.05, n_samples=3, seed=1)
     assert np.allclose(stab["ris"], ris.score.numpy(), rtol=0, atol=0, equal_nan=True)
     assert len(out["correlations"]) == 7 * 3
