@@ -14,7 +14,8 @@ through the network in chunks of ``max_batch`` rows; no per-image loop):
   choice changes within the step, and counts the gradient's jumps across the boundaries the step crosses
   otherwise (~ jump/h): it is informative only at finite h, which is why several radii are taken.
 - :func:`cure_curvature` (Moosavi-Dezfooli et al. 2019, "Robustness via curvature regularization, and vice
-  versa", eq. 6 / their CURE code): the change of the loss gradient along the sign of the gradient,
+  versa", CVPR; the CURE regulariser as their public code computes it): the change of the loss gradient
+  along the sign of the gradient,
 
   .. math:: C_h(x) = \|\nabla_x \ell(x + h z) - \nabla_x \ell(x)\|_2,
             \quad z = \frac{\mathrm{sign}\,\nabla_x \ell(x)}{\|\mathrm{sign}\,\nabla_x \ell(x)\|_2},
