@@ -228,3 +228,22 @@ def test_curvature_measures_reject_bad_arguments():
                        (lambda: softplus_surrogate(nn.Sequential(nn.Linear(5, 2), nn.Tanh()), 2.0), "nn.ReLU")):
         with pytest.raises(UserError, match=word):
             call()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_curvature_measures_on_cuda_match_cpu():
+    """float64 on both: the kernels sum in other orders (relative ~1e-15 per gradient entry), and at h = 0.5 the
+    gradient differences are of the gradients' own size, so 1e-9 relative leaves a wide margin."""
+    net = _tanh_net(seed=5)
+    x = torch.randn(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    t = torch.tensor([0, 1, 2, 0])
+    dev = torch.device("cuda")
+    netc, xc, tc = _tanh_net(seed=5).to(dev), x.to(dev), t.to(dev)
+    gv, gvc = gradient_variation(net, x, t, [0.5], n_draws=3), gradient_variation(netc, xc, tc, [0.5], n_draws=3)
+    assert gvc.values.device.type == "cuda" and torch.allclose(gvc.values.cpu(), gv.values, rtol=1e-9, atol=0)
+    cu, cuc = cure_curvature(net, x, t, [0.5]), cure_curvature(netc, xc, tc, [0.5])
+    assert torch.allclose(cuc.values.cpu(), cu.values, rtol=1e-9, atol=0)
+    relu = _one_hidden_relu()
+    sp = softplus_hessian_norm(relu, x[:, :5], t, beta=3.0, iters=30).norm
+    spc = softplus_hessian_norm(_one_hidden_relu().to(dev), xc[:, :5], tc, beta=3.0, iters=30).norm
+    assert torch.allclose(spc.cpu(), sp, rtol=1e-9, atol=0)
