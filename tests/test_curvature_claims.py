@@ -123,3 +123,40 @@ def test_cli_over_a_smoothing_study_folder(tmp_path):
     assert len(res["between_models"]) == 12 and all(r["n_models"] == 3 for r in res["between_models"])
     assert (out / "table.csv").read_text().count("\n") == 1 + 3 * 12
     assert curvature_claims.main(["--models", str(tmp_path / "fm"), "--out", str(out)]) == 2  # no checkpoint
+
+
+def _fake_results(seed_rhos: dict[int, dict[str, float]]) -> list[dict]:
+    """One results.json per seed: regimes N and A, method vg, curvature gv, stability ris/ros."""
+    out = []
+    for s, rhos in seed_rhos.items():
+        models = [{"regime": r, "eps": e, "train_seed": s, "method": "vg",
+                   "correlations": [{"curvature": "gv", "stability": k, "estimate": v + (0.1 if r == "A" else 0)}
+                                    for k, v in rhos.items()]} for r, e in (("N", 0.0), ("A", 0.1))]
+        out.append({"experiment": "curvature_claims", "models": models})
+    return out
+
+
+def test_summary_over_seeds_means_and_verdicts(tmp_path):
+    import json
+
+    from empirical import curvature_claims
+    from empirical.experiments.curvature.summary import NEGATIVE, POSITIVE, over_seeds
+
+    res = _fake_results({0: {"ris": 0.3, "ros": 0.2}, 1: {"ris": 0.5, "ros": -0.1}, 2: {"ris": 0.4, "ros": 0.1}})
+    rows = {(r["scope"], r["stability"]): r for r in over_seeds(res, resamples=500)}
+    assert rows[("N", "ris")]["estimate"] == pytest.approx(0.4) and rows[("N", "ris")]["n_seeds"] == 3
+    assert rows[("A", "ris")]["estimate"] == pytest.approx(0.5)
+    assert rows[("all regimes", "ris")]["estimate"] == pytest.approx(0.45)  # per seed: mean of N and A
+    assert rows[("all regimes", "ris")]["verdict"] == POSITIVE and rows[("all regimes", "ris")]["signs"] == "3/3 > 0"
+    assert rows[("N", "ros")]["verdict"] == "not significant"  # 2 of 3 seeds above 0
+    neg = over_seeds(_fake_results({0: {"ris": -0.3}, 1: {"ris": -0.5}, 2: {"ris": -0.4}}), resamples=500)
+    assert {r["scope"]: r["verdict"] for r in neg}["N"] == NEGATIVE
+    files = []
+    for i, r in enumerate(res):
+        files.append(tmp_path / f"r{i}.json")
+        files[-1].write_text(json.dumps(r))
+    assert curvature_claims.main(["--summarize", *map(str, files), "--out", str(tmp_path / "s"),
+                                  "--resamples", "300"]) == 0
+    assert len(json.loads((tmp_path / "s" / "summary.json").read_text())["rows"]) == 6
+    assert curvature_claims.main(["--summarize", str(files[0]), str(files[0]), "--out", str(tmp_path / "s")]) == 2
+    assert curvature_claims.main(["--summarize", str(files[0])]) == 2  # no --out
