@@ -119,6 +119,7 @@ def test_cli_over_a_smoothing_study_folder(tmp_path):
     assert curvature_claims.main(args) == 0
     res = json.loads((out / "results.json").read_text())
     assert [m["regime"] for m in res["models"]] == ["N", "A", "G"] and res["n_eval"] == 6
+    assert res["explain_settings"]["sg_draws"] == 50 and res["explain_settings_from"] == "smoothing-study defaults"
     assert len(res["models"][0]["correlations"]) == 4 * 3  # (gv mean, gv max, cure, softplus) × (ris, ros, rrs)
     assert len(res["between_models"]) == 12 and all(r["n_models"] == 3 for r in res["between_models"])
     assert (out / "table.csv").read_text().count("\n") == 1 + 3 * 12
@@ -160,3 +161,15 @@ def test_summary_over_seeds_means_and_verdicts(tmp_path):
     assert len(json.loads((tmp_path / "s" / "summary.json").read_text())["rows"]) == 6
     assert curvature_claims.main(["--summarize", str(files[0]), str(files[0]), "--out", str(tmp_path / "s")]) == 2
     assert curvature_claims.main(["--summarize", str(files[0])]) == 2  # no --out
+
+
+def test_explain_settings_follow_the_runs_results_file(tmp_path):
+    import json
+
+    from empirical.experiments.curvature.run import explain_settings
+
+    json_cfg = {"config": {"ig_steps": 16, "sg_draws": 16, "sg_sigma": 0.2, "seed": 9}}
+    (tmp_path / "results.json").write_text(json.dumps(json_cfg))
+    scfg, source = explain_settings(tmp_path, CFG)
+    assert (scfg.ig_steps, scfg.sg_draws, scfg.sg_sigma, scfg.seed) == (16, 16, 0.2, CFG.seed)
+    assert source.endswith("results.json")

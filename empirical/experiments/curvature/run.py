@@ -26,7 +26,7 @@ from empirical.experiments.smoothing.config import REGIMES, SmoothingStudyConfig
 from empirical.experiments.smoothing.regimes import PixelModel, build_regime
 from empirical.experiments.smoothing.run import _representation, explain_fn
 from empirical.runtime.environment import provenance
-from empirical.runtime.files import write_csv, write_json
+from empirical.runtime.files import read_json, write_csv, write_json
 
 _ARCH_FIELDS = ("dataset", "image_size", "model", "activation", "block_after", "kernel_size", "gaussian_sigma")
 
@@ -76,6 +76,22 @@ def common_eval_set(models: list[PixelModel], x_all: torch.Tensor, y_all: torch.
     return idx
 
 
+_EXPLAIN_FIELDS = ("ig_steps", "sg_sigma", "sg_draws")
+
+
+def explain_settings(models_dir: Path, cfg: CurvatureClaimConfig) -> tuple[SmoothingStudyConfig, str]:
+    """The IG / SmoothGrad settings the run evaluated its maps with (its ``results.json`` config, when the run has
+    finished), else the smoothing study's defaults; SmoothGrad seeded by ``cfg.seed`` and keyed by image id."""
+    base = SmoothingStudyConfig()
+    path = Path(models_dir) / "results.json"
+    source = "smoothing-study defaults"
+    if path.is_file():
+        conf = read_json(path).get("config", {})
+        base = replace(base, **{k: conf[k] for k in _EXPLAIN_FIELDS if k in conf})
+        source = str(path)
+    return replace(base, seed=cfg.seed, max_batch=cfg.max_batch), source
+
+
 def between_models(model_records: list[dict], cfg: CurvatureClaimConfig) -> list[dict]:
     """Per (method, curvature, stability): Spearman over models of each model's median curvature and median
     stability (finite images), with a bootstrap CI over models; None where fewer than 3 models."""
@@ -119,8 +135,7 @@ def run(models_dir: Path, out: Path, cfg: CurvatureClaimConfig, images: int = 25
     y_all = ds.test_y.to(device)
     idx = common_eval_set(models, x_all, y_all, images, cfg.seed)
     x, y = x_all[idx], y_all[idx]
-    # SmoothGrad / IG settings of the smoothing study's defaults; seeded SmoothGrad keyed by image id
-    scfg = replace(SmoothingStudyConfig(), seed=cfg.seed, max_batch=cfg.max_batch)
+    scfg, explain_from = explain_settings(models_dir, cfg)
     records, table = [], []
     for (path, parts), pm in zip(found, models):
         for method in methods:
@@ -140,7 +155,8 @@ def run(models_dir: Path, out: Path, cfg: CurvatureClaimConfig, images: int = 25
                 print(f"{parts['regime']:>6} ε={parts['eps']:g} seed={parts['train']['seed']} {method}: "
                       f"{time.time() - t1:.0f} s", flush=True)
     results = {"experiment": "curvature_claims", "config": asdict(cfg), "models_dir": str(models_dir),
-               "images": images, "methods": list(methods), "eval_indices": idx.tolist(), "n_eval": len(idx),
+               "images": images, "methods": list(methods), "explain_settings_from": explain_from,
+               "explain_settings": {k: getattr(scfg, k) for k in _EXPLAIN_FIELDS}, "eval_indices": idx.tolist(), "n_eval": len(idx),
                "models": records, "between_models": between_models(records, cfg),
                "provenance": provenance(torch.device(device)), "wall_seconds": time.time() - t0}
     out = Path(out)
