@@ -1,4 +1,4 @@
-"""`python -m empirical.curvature_claims`: the entry point of :mod:`empirical.experiments.curvature` (see its ``cli``)."""
+"""`python -m empirical.curvature_claims`: the entry point of :mod:`empirical.experiments.curvature` (its ``cli``)."""
 import sys
 
 from empirical.experiments.curvature.cli import main, parser  # noqa: F401

@@ -115,8 +115,8 @@ def test_cure_tends_to_the_exact_hessian_action_and_is_its_definition_at_finite_
         g = torch.autograd.functional.jacobian(loss, x[i])
         z = torch.sign(g) / torch.sign(g).norm()
         H = torch.autograd.functional.hessian(loss, x[i])
-        _, third = torch.autograd.functional.jvp(lambda v: torch.autograd.functional.hessian(loss, v, create_graph=True) @ z,
-                                                 x[i], z)
+        hz = lambda v: torch.autograd.functional.hessian(loss, v, create_graph=True) @ z  # noqa: E731
+        _, third = torch.autograd.functional.jvp(hz, x[i], z)
         tol = h * third.norm() + 64 * EPS64 * g.norm() / h
         assert abs(res.per_step[0, i] - (H @ z).norm()) <= tol
         direct = (torch.autograd.functional.jacobian(loss, x[i] + 0.5 * z) - g).norm()

@@ -114,7 +114,8 @@ def test_cli_over_a_smoothing_study_folder(tmp_path):
     write_idx(root / "t10k-labels-idx1-ubyte", pred.numpy().astype(np.uint8), gz=True)
     out = tmp_path / "out"
     args = ["--models", str(tmp_path / "run"), "--out", str(out), "--data-root", str(root), "--images", "6",
-            "--radii", "0.5", "--n-draws", "2", "--betas", "5", "--hessian-iters", "3", "--stab-samples", "2", "--resamples", "200",
+            "--radii", "0.5", "--n-draws", "2", "--betas", "5", "--hessian-iters", "3", "--stab-samples", "2",
+            "--resamples", "200",
             "--no-progress"]
     assert curvature_claims.main(args) == 0
     res = json.loads((out / "results.json").read_text())

@@ -156,7 +156,8 @@ def run(models_dir: Path, out: Path, cfg: CurvatureClaimConfig, images: int = 25
                       f"{time.time() - t1:.0f} s", flush=True)
     results = {"experiment": "curvature_claims", "config": asdict(cfg), "models_dir": str(models_dir),
                "images": images, "methods": list(methods), "explain_settings_from": explain_from,
-               "explain_settings": {k: getattr(scfg, k) for k in _EXPLAIN_FIELDS}, "eval_indices": idx.tolist(), "n_eval": len(idx),
+               "explain_settings": {k: getattr(scfg, k) for k in _EXPLAIN_FIELDS},
+               "eval_indices": idx.tolist(), "n_eval": len(idx),
                "models": records, "between_models": between_models(records, cfg),
                "provenance": provenance(torch.device(device)), "wall_seconds": time.time() - t0}
     out = Path(out)
