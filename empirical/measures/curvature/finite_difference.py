@@ -86,19 +86,31 @@ def linf_matched_l2_radius(linf_radius: float, x: torch.Tensor) -> float:
     return float(linf_radius) * math.sqrt(x[0].numel() / 3)
 
 
-def sphere_directions(x: torch.Tensor, n_draws: int, seed: int = 0, ids=None) -> torch.Tensor:
-    """Directions ``(n_draws, N, ...)`` uniform on the unit L2 sphere (normalised Gaussians), draw s of image i
-    keyed by (seed, ids[i], s): independent of batch size and composition, and the first draws do not change
-    when more are asked for."""
-    if not (isinstance(n_draws, int) and n_draws >= 1):
-        raise UserError(f"n_draws must be an integer >= 1, got {n_draws!r}")
-    n, d = len(x), x[0].numel()
+def _ids(x: torch.Tensor, ids) -> torch.Tensor:
+    n = len(x)
     ids = torch.arange(n, device=x.device) if ids is None else torch.as_tensor(ids, device=x.device)
     if ids.shape != (n,):
         raise UserError(f"ids must have shape ({n},), one per image, got {tuple(ids.shape)}")
-    g = keyed_normal(int(seed) ^ DIRECTION_STREAM, ids, 0, n_draws * d, torch.float64).view(n, n_draws, d)
-    u = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True)
-    return u.transpose(0, 1).reshape(n_draws, *x.shape).to(x.dtype)
+    return ids
+
+
+def _unit_directions(seed: int, ids: torch.Tensor, draws: torch.Tensor, d: int) -> torch.Tensor:
+    """(B, d) float64: row b is draw ``draws[b]`` of image ``ids[b]``, a normalised Gaussian from positions
+    [draw·d, (draw + 1)·d) of the image's keyed normal stream."""
+    g = keyed_normal(int(seed) ^ DIRECTION_STREAM, ids, draws.to(torch.int64) * d, d, torch.float64)
+    return g / torch.linalg.vector_norm(g, dim=-1, keepdim=True)
+
+
+def sphere_directions(x: torch.Tensor, n_draws: int, seed: int = 0, ids=None) -> torch.Tensor:
+    """Directions ``(n_draws, N, ...)`` uniform on the unit L2 sphere (normalised Gaussians), draw s of image i
+    keyed by (seed, ids[i], s): independent of batch size and composition, and the first draws do not change
+    when more are asked for. :func:`gradient_variation` draws exactly these, chunk by chunk."""
+    if not (isinstance(n_draws, int) and n_draws >= 1):
+        raise UserError(f"n_draws must be an integer >= 1, got {n_draws!r}")
+    n, d = len(x), x[0].numel()
+    ids = _ids(x, ids)
+    draws = torch.arange(n_draws, device=x.device).repeat_interleave(n)
+    return _unit_directions(seed, ids.repeat(n_draws), draws, d).reshape(n_draws, *x.shape).to(x.dtype)
 
 
 @dataclass(frozen=True)
@@ -125,15 +137,25 @@ def gradient_variation(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
     h in ``radii``; f_t the logit of ``target`` (N,). x: (N, ...) model input in pixel units. See the module
     docstring for units and the h → 0 limits."""
     radii = _check(x, target, radii, max_batch)
-    u = sphere_directions(x, n_draws, seed, ids)  # (S, N, ...)
-    n_r, n_s, n = len(radii), n_draws, len(x)
-    h = torch.tensor(radii, dtype=x.dtype, device=x.device).view(n_r, 1, 1, *([1] * (x.dim() - 1)))
-    xp = (x.unsqueeze(0).unsqueeze(0) + h * u.unsqueeze(0)).reshape(n_r * n_s * n, *x.shape[1:])
+    if not (isinstance(n_draws, int) and n_draws >= 1):
+        raise UserError(f"n_draws must be an integer >= 1, got {n_draws!r}")
+    ids = _ids(x, ids)
+    n_r, n_s, n, d = len(radii), n_draws, len(x), x[0].numel()
+    h = torch.tensor(radii, dtype=x.dtype, device=x.device)
+    rows = n_r * n_s * n  # row k: radius k // (S·N), draw (k // N) % S, image k % N
+    values = torch.empty(rows, dtype=x.dtype, device=x.device)
     with eval_mode(model):
         g0 = _input_gradient(_logit(model), x, target, max_batch).flatten(1)
-        gp = _input_gradient(_logit(model), xp, target.repeat(n_r * n_s), max_batch).view(n_r, n_s, n, -1)
-    diff = torch.linalg.vector_norm(gp - g0, dim=-1)
-    return GradientVariation(radii, (diff / h.view(n_r, 1, 1)).detach())
+        # the perturbed images of one chunk at a time (directions drawn for that chunk only): memory stays at
+        # max_batch images whatever R·S·N is
+        for a in range(0, rows, max_batch):
+            k = torch.arange(a, min(a + max_batch, rows), device=x.device)
+            r, s, i = k // (n_s * n), (k // n) % n_s, k % n
+            u = _unit_directions(seed, ids[i], s, d).to(x.dtype)
+            xp = (x.flatten(1)[i] + h[r].unsqueeze(1) * u).view(len(k), *x.shape[1:])
+            gp = _input_gradient(_logit(model), xp, target[i], max_batch).flatten(1)
+            values[a:a + len(k)] = torch.linalg.vector_norm(gp - g0[i], dim=-1) / h[r]
+    return GradientVariation(radii, values.view(n_r, n_s, n).detach())
 
 
 @dataclass(frozen=True)
