@@ -247,3 +247,17 @@ def test_curvature_measures_on_cuda_match_cpu():
     sp = softplus_hessian_norm(relu, x[:, :5], t, beta=3.0, iters=30).norm
     spc = softplus_hessian_norm(_one_hidden_relu().to(dev), xc[:, :5], tc, beta=3.0, iters=30).norm
     assert torch.allclose(spc.cpu(), sp, rtol=1e-9, atol=0)
+
+
+def test_cure_is_nan_where_the_loss_gradient_vanishes():
+    net = nn.Linear(4, 3).double()
+    with torch.no_grad():
+        net.weight[1:] = 0  # only logit 0 depends on x: through the softmax, ℓ still does for every label
+    x = torch.rand(2, 4, dtype=torch.float64)
+    flat = nn.Linear(4, 3).double()
+    with torch.no_grad():
+        flat.weight.zero_()  # logits independent of x: ∇ℓ = 0, no CURE direction
+    res = cure_curvature(flat, x, torch.tensor([0, 1]), [0.1])
+    assert torch.isnan(res.values).all() and torch.all(res.loss_gradient_norm == 0)
+    ok = cure_curvature(net, x, torch.tensor([0, 1]), [0.1])
+    assert torch.isfinite(ok.values).all() and torch.all(ok.loss_gradient_norm > 0)
