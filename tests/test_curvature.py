@@ -261,3 +261,32 @@ def test_cure_is_nan_where_the_loss_gradient_vanishes():
     assert torch.isnan(res.values).all() and torch.all(res.loss_gradient_norm == 0)
     ok = cure_curvature(net, x, torch.tensor([0, 1]), [0.1])
     assert torch.isfinite(ok.values).all() and torch.all(ok.loss_gradient_norm > 0)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), h=st.floats(1e-3, 10.0))
+def test_gradient_variation_of_a_quadratic_is_exact_at_every_radius(seed, h):
+    """f_k = ½xᵀA_k x has ∇f(x + hu) − ∇f(x) = h·A_k u exactly, so V_h = ‖A_k u‖ whatever h (no Taylor remainder).
+    Rounding (Higham, γ_n = nε/(1 − nε)): autograd's gradient entry is ½(Ax)_j + ½(Aᵀx)_j, d products and a sum,
+    off by ≤ γ_{d+1}(|A||x'|)_j; the difference of two, divided by h, by ≤ 2γ_{d+1}‖|A|(|x| + h|u|)‖/h. The
+    reference ‖Au‖ is itself off by ≤ γ_d‖|A||u|‖, and each 2-norm by ≤ dε relative."""
+    g = torch.Generator().manual_seed(seed)
+    d = 5
+    M = torch.randn(2, d, d, dtype=torch.float64, generator=g)
+    A = M + M.transpose(1, 2)
+    x = torch.randn(3, d, dtype=torch.float64, generator=g)
+    t = torch.tensor([0, 1, 1])
+    res = gradient_variation(Quadratic(A), x, t, [h], n_draws=4, seed=seed)
+    u = sphere_directions(x, 4, seed=seed)  # (S, N, d)
+    exact = torch.einsum("nij,snj->sni", A[t], u).norm(dim=-1)
+    def gamma(n):
+        return n * EPS64 / (1 - n * EPS64)
+
+    absA = A[t].abs()
+    tol = (2 * gamma(d + 1) * torch.einsum("nij,snj->sni", absA, x.abs().unsqueeze(0) + h * u.abs()).norm(dim=-1) / h
+           + gamma(d) * torch.einsum("nij,snj->sni", absA, u.abs()).norm(dim=-1) + 2 * d * EPS64 * exact)
+    assert torch.all((res.values[0] - exact).abs() <= tol)
