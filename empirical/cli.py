@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from empirical.errors import UserError
+from empirical.errors import DeadlineReached, UserError
 from empirical.runtime.precision import set_fp32_ieee
 
 
@@ -39,7 +39,11 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, lambda v: v > 0, "a positive number")
+    return _number(text, float, lambda v: v > 0, "a finite number > 0")
+
+
+def nonnegative_float(text: str) -> float:
+    return _number(text, float, lambda v: v >= 0, "a finite number >= 0")
 
 
 def resolve_device(name: str) -> str:
@@ -76,6 +80,9 @@ def run_main(fn: Callable[[], int]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DeadlineReached as e:  # a GPU slice's budget: state saved, the same command resumes
+        print(f"stopped: {e}", file=sys.stderr)
+        return DeadlineReached.EXIT_CODE
     except KeyboardInterrupt:
         print("interrupted: finished units and the last epoch boundary of a training are saved; re-run the same "
               "command to resume", file=sys.stderr)
