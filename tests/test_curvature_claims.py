@@ -124,7 +124,9 @@ def test_cli_over_a_smoothing_study_folder(tmp_path):
     assert len(res["models"][0]["correlations"]) == 4 * 3  # (gv mean, gv max, cure, softplus) × (ris, ros, rrs)
     assert len(res["between_models"]) == 12 and all(r["n_models"] == 3 for r in res["between_models"])
     assert (out / "table.csv").read_text().count("\n") == 1 + 3 * 12
+    assert (out / "COMPLETE").is_file()
     assert curvature_claims.main(["--models", str(tmp_path / "fm"), "--out", str(out)]) == 2  # no checkpoint
+    assert curvature_claims.main(["--models", str(tmp_path / "run"), "--out", str(out / "table.csv")]) == 2  # a file
 
 
 def _fake_results(seed_rhos: dict[int, dict[str, float]]) -> list[dict]:

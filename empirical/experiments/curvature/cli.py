@@ -19,7 +19,7 @@ from empirical.errors import UserError
 from empirical.experiments.curvature.claims import CurvatureClaimConfig
 from empirical.experiments.curvature.run import run
 from empirical.experiments.curvature.summary import POSITIVE, over_seeds
-from empirical.runtime.files import read_json, write_csv, write_json
+from empirical.runtime.files import prepare_out_dir, read_json, write_csv, write_json
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,6 +58,7 @@ def summarize(files: list[Path], out: Path | None, resamples: int, seed: int) ->
     missing = [str(f) for f in files if not Path(f).is_file()]
     if missing:
         raise UserError(f"--summarize: no such file(s) {missing}")
+    out = prepare_out_dir(out)
     rows = over_seeds([read_json(f) for f in files], resamples=resamples, seed=seed)
     write_json(Path(out) / "summary.json", {"experiment": "curvature_claims_summary", "inputs": [str(f) for f in files],
                                             "rows": rows})

@@ -26,7 +26,7 @@ from empirical.experiments.smoothing.config import REGIMES, SmoothingStudyConfig
 from empirical.experiments.smoothing.regimes import PixelModel, build_regime
 from empirical.experiments.smoothing.run import _representation, explain_fn
 from empirical.runtime.environment import provenance
-from empirical.runtime.files import read_json, write_csv, write_json
+from empirical.runtime.files import mark_complete, prepare_out_dir, read_json, write_csv, write_json
 
 _ARCH_FIELDS = ("dataset", "image_size", "model", "activation", "block_after", "kernel_size", "gaussian_sigma")
 
@@ -125,6 +125,7 @@ def run(models_dir: Path, out: Path, cfg: CurvatureClaimConfig, images: int = 25
         raise UserError(f"unknown method(s) {bad or '(none)'}; valid: vg, ig, sg")
     t0 = time.time()
     found = find_checkpoints(models_dir)
+    out = prepare_out_dir(out)  # a file or read-only --out fails here, before any model is evaluated
     arch = {tuple(p[k] for k in ("dataset", "image_size")) for _, p in found}
     if len(arch) > 1:
         raise UserError(f"--models mixes data sets / image sizes {sorted(arch)}; give one study's run folder")
@@ -160,7 +161,7 @@ def run(models_dir: Path, out: Path, cfg: CurvatureClaimConfig, images: int = 25
                "eval_indices": idx.tolist(), "n_eval": len(idx),
                "models": records, "between_models": between_models(records, cfg),
                "provenance": provenance(torch.device(device)), "wall_seconds": time.time() - t0}
-    out = Path(out)
     write_json(out / "results.json", results)
     write_csv(out / "table.csv", table)
+    mark_complete(out)  # last: a run killed before this reads as unfinished
     return results
