@@ -127,7 +127,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     bar.close()
 
     # ---- network constants for the bounds (one record per network)
-    const_key = config_digest("constants-v2", [r["key"] for r in split_records])
+    const_key = config_digest("constants-v3", [r["key"] for r in split_records])
     constants = cache.get(const_key)
     if constants is None:
         constants = []
