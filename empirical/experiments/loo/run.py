@@ -97,9 +97,10 @@ def run_unit(cfg: LooConfig, pool: dict, optimizer: str, n: int, progress: bool 
     group_ids = [("shared", r) for r in range(R)] + [("indep", r) for r in range(R)]
     dims = widths(cfg, x.shape[1])
     W0 = [w[group].to(dev) for w in init_params(dims, [derive_seed(cfg.seed, "init", *g) for g in group_ids])]
-    order = sample_orders([derive_seed(cfg.seed, "order", n, *g) for g in group_ids], n, max(cfg.steps))[group]
+    steps = cfg.unit_steps(n)
+    order = sample_orders([derive_seed(cfg.seed, "order", n, *g) for g in group_ids], n, max(steps))[group]
     noise_seeds = [derive_seed(cfg.seed, "noise", n, *g) for g in group_ids]
-    snaps = train(W0, x, idx, lab, order, cfg.train_config(optimizer), cfg.activation, cfg.steps, group, noise_seeds,
+    snaps = train(W0, x, idx, lab, order, cfg.train_config(optimizer), cfg.activation, steps, group, noise_seeds,
                   progress=progress, desc=f"{optimizer} n={n}")
     t_train = time.time() - t0
 
@@ -110,7 +111,7 @@ def run_unit(cfg: LooConfig, pool: dict, optimizer: str, n: int, progress: bool 
     sig_abs = [float(spec.sigma_abs(s).max()) for s in cfg.sigmas]
     ri = {role: slice(i * R, (i + 1) * R) for i, role in enumerate(roles)}
     snapshots = []
-    for T in sorted(cfg.steps):
+    for T in steps:
         W = snaps[T]
         maps = saliency_maps(W, xt, yt, test_idx.to(dev), cfg.activation, sig_abs, cfg.draws, cfg.ig_steps, cfg.seed,
                              cfg.max_points)
@@ -141,6 +142,8 @@ def unit_key(cfg: LooConfig, optimizer: str, n: int) -> str:
     fields = {k: v for k, v in asdict(cfg).items() if k not in ("device", "max_points", "ns", "optimizers")}
     if optimizer != "noisy_sgd":
         fields.pop("weight_noise")
+    if not fields["epochs"]:  # without the fixed-epoch arm a unit is what it was before the field existed
+        fields.pop("epochs")
     return config_digest("loo-unit-v3", fields, optimizer, n, torch.device(cfg.device).type)
 
 
