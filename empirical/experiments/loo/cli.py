@@ -135,7 +135,7 @@ def print_report(res: dict) -> None:
         name = r["method"] if r["method"] != "sg" else f"sg σ={r['sigma']}"
         print(f"{r['optimizer']:<10}{r['n']:>6} {name:<10}{r['mean']:>10.4g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
               f"{w['mean']:>12.4g} ({w['worst_kind']}){'':>4}{p['mean']:>13.4g}{r['test_accuracy_S']:>7.3f}")
-    print("\nfitted exponents (LOO, random replacement; 95% bootstrap CI over replicas) vs predicted")
+    print("\nfitted exponents (LOO, random replacement; 95% bootstrap CI over replicas) beside the bound's")
     for law in res["laws"]:
         if law["comparison"] != "loo_random" or (law["method"] == "sg" and law["against"] != "sigma"
                                                  and law["sigma"] != s_mid):
@@ -143,9 +143,10 @@ def print_report(res: dict) -> None:
         if law["exponent"] is None:
             continue
         pred = ", ".join(f"{k} {v:.3g}" for k, v in law["predicted"].items() if v is not None)
-        name = law["method"] + (f" σ={law['sigma']}" if law["method"] == "sg" and law["sigma"] else "")
+        name = law["method"] + (f" σ={law['sigma']}" if law["method"] == "sg" and law["sigma"] else "") + (
+            f" ({law['center']})" if law.get("center", "mean") != "mean" else "")
         print(f"  {law['optimizer']:<10} vs {law['against']:<6}({law['at']:<14}) {name:<10} "
-              f"{law['exponent']:>7.3f} [{law['ci_low']:.3f}, {law['ci_high']:.3f}]   predicted: {pred}")
+              f"{law['exponent']:>7.3f} [{law['ci_low']:.3f}, {law['ci_high']:.3f}]   bound: {pred}")
     print(f"\nbounds at T = {T_max} (corrected variant), log10: bound vs measured worst-kind mean; 'consistent': the "
           "sup over test images is below the bound; 'certified' only where no assumption is missing (else listed)")
     for b in res["bounds"]:

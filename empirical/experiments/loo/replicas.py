@@ -226,3 +226,25 @@ def network_constants(cfg: LooConfig, W: list[torch.Tensor], x: torch.Tensor, id
             L_emp = max(L_emp, netbounds.empirical_lipschitz(net, xb, yb))
             beta_emp = max(beta_emp, netbounds.empirical_smoothness(net, xb, yb))
     return {"B": B, "L_emp": L_emp, "beta_emp": beta_emp}
+
+
+def replaced_draws(cfg: LooConfig, n: int, positions: list[int], T_max: int) -> list[list[int]]:
+    """Per replica r: the steps t = 1..T_max at which its replaced position p_r is drawn.
+
+    Rebuilt from the seeds, as `run.run_unit` draws them: S and every S' of replica r share the sample
+    sequence of seed group ("shared", r). Before the first of these steps the two runs are identical (the
+    theorems' c/t step acts on the difference from there on), so a replica never drawn by T has ε̂ = 0.
+    """
+    from empirical.experiments.loo.config import derive_seed
+
+    orders = sample_orders([derive_seed(cfg.seed, "order", n, "shared", r) for r in range(len(positions))], n, T_max)
+    return [((orders[r] == p).nonzero().flatten() + 1).tolist() for r, p in enumerate(positions)]
+
+
+def network_gaps(cfg: LooConfig, m: int) -> list[str]:
+    """`constants.assumption_gaps` of the study's chain network (the architecture alone decides them)."""
+    from empirical.experiments.loo.config import widths
+
+    dims = widths(cfg, m)
+    return netbounds.assumption_gaps(to_module([torch.zeros(1, o, i) for i, o in zip(dims[:-1], dims[1:])], 0,
+                                               cfg.activation))

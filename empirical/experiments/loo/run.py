@@ -46,9 +46,20 @@ Choices (stated once, recorded in every result):
 
 Bounds: Theorem 5 (VG) and Theorem 6 (SmoothGrad) via `theory.bounds`, in log10, with the run's c, T,
 n, B_i = max over all its networks of `empirical.nets.constants.layer_norms`, C = max ‖x‖₂ over the training
-pool, and (L, β) either from Remark 4 (certified: L = Γ_{k,1}C; β corrected Remark 4(2) for SGD,
-√(2/π)L/s for noisy SGD) or measured at the trained weights (`empirical.nets.constants.empirical_lipschitz`,
-`empirical_smoothness`; lower estimates). No theorem of the paper bounds IG's stability: IG is measured only.
+pool, and (L, β) either from Remark 4 (`empirical.nets.certify.remark4_constants`, the function the split
+study uses too: L = √2·Γ_{k,1}C, β = √2× the corrected Remark 4(2) for SGD, √(2/π)L/s for noisy SGD) or
+measured at the trained weights (`empirical.nets.constants.empirical_lipschitz`, `empirical_smoothness`;
+lower estimates). Every bound row names the assumptions it lacks (`lacks`: unnormalised SmoothGrad
+inputs for Theorem 6, one weight-noise draw per step for noisy SGD, measured constants) and is
+`certified` only without any; `holds` says only that the measurement is consistent with the bound (its
+sup over test images lies below it). No theorem of the paper bounds IG's stability: IG is measured only.
+
+Reading (issue 21): per-replica values are heavy-tailed because of when the replaced sample is first drawn
+(before that step the coupled runs are identical). Every summary cell carries the median and the 20 %
+trimmed mean beside the mean, with bootstrap intervals over replicas; `strata` splits each cell by how
+many times and how early the replaced sample was drawn (rebuilt from the seeds, `replicas.replaced_draws`;
+`sampling` lists it per replica); `epochs` adds a fixed-epoch arm (T ∝ n) beside the fixed-T grid.
+Theorems 5/6 are upper bounds: their n, T and σ exponents describe the bound, not the quantity.
 """
 from __future__ import annotations
 
