@@ -99,7 +99,8 @@ def print_table(results: dict) -> None:
               f"{'log10 meas.':>13}{'log10 ratio':>13}  vacuous")
         for b in rows:
             print(f"{b['bound']:<28}{b['constants']:<12}{b['variant']:<14}{b['method']:<8}{b['sigma']:>6.2f}"
-                  f"{b['log10_bound']:>13.2f}{b['log10_measured']:>13.2f}{b['log10_ratio']:>13.2f}  {b['vacuous']}")
+                  f"{b['log10_bound']:>13.2f}{b['log10_measured']:>13.2f}{b['log10_ratio']:>13.2f}  {b['vacuous']}  "
+                  + ("certified" if b.get("certified") else f"lacks: {b.get('lacks', '?')}"))
     for law in results["laws"]:
         if law.get("fitted_exponent") is not None:
             lo, hi = law["fitted_ci"]
