@@ -250,9 +250,11 @@ def test_one_noise_draw_per_step_is_not_the_smoothed_loss_and_is_named():
     beta_noisy = certify.remark4_constants(B, 1.0, "noisy_sgd", weight_noise=50.0)["beta"]
     observed = nc.empirical_smoothness(net, x, y, iters=100)  # the sampled loss at V = 0, a possible draw
     assert observed > beta_noisy
-    gaps = certify.row_gaps("Theorem 5 (SimpleGrad)", [], "noisy_sgd", "remark4")
+    gaps = certify.row_gaps("Theorem 5 (SimpleGrad)", [], "noisy_sgd", "remark4", trajectory_bounded=True)
     assert gaps == [certify.NOISY_ONE_DRAW]
-    assert certify.row_gaps("Theorem 5 (SimpleGrad)", [], "sgd_ct", "remark4") == []
+    assert certify.row_gaps("Theorem 5 (SimpleGrad)", [], "sgd_ct", "remark4", trajectory_bounded=True) == []
+    # B_i from the final weights alone does not bound the iterates Remark 4's constants are used at
+    assert certify.row_gaps("Theorem 5 (SimpleGrad)", [], "sgd_ct", "remark4") == [certify.UNBOUNDED_TRAJECTORY]
 
 
 def test_theorem6_sigma_is_the_smallest_channel_sigma():

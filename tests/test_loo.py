@@ -72,6 +72,24 @@ def test_noisy_sgd_shares_V_within_a_group_only(pool):
     assert not torch.equal(W[0][0], W[0][2])  # same data, init and order; other V
 
 
+def test_trajectory_bounds_every_iterates_layer_norms(pool):
+    """The recorded B_trajectory is the running max over nets and iterates of ‖W_i‖_F (oracle: every iterate
+    snapshotted), hence ≥ each iterate's operator norm, which Remark 4's L and β need along the run."""
+    cfg, P = pool
+    n, T = 20, 30
+    S = (torch.arange(n), P["y_train"][:n].cpu())
+    W0, idx, lab, order = _nets(cfg, P, n, [5, 6], [S, S])
+    traj: dict = {}
+    every = loo.train(W0, P["x_train"], idx, lab, order, _tcfg(cfg, "sgd_ct"), ACT, tuple(range(1, T + 1)),
+                      trajectory=traj)
+    for i in range(len(W0)):
+        frob = [W0[i].flatten(1).norm(dim=1).max().item()] + [every[t][i].flatten(1).norm(dim=1).max().item()
+                                                               for t in range(1, T + 1)]
+        assert traj[T][i] == pytest.approx(max(frob), rel=1e-6)  # float32 norms, one reduction each
+        ops = max(torch.linalg.matrix_norm(every[t][i].double(), 2).max().item() for t in range(1, T + 1))
+        assert ops <= traj[T][i] * (1 + 1e-6)
+
+
 def test_batched_training_equals_each_replica_alone(pool):
     cfg, P = pool
     n = 16
@@ -215,7 +233,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, bad, needle):
 
 def test_notebook_runs_on_the_committed_gpu_run():
     nb, text = run_notebook("loo_stability.ipynb", committed("loo_stability-gpu"))
-    assert "theorems 5-6 -1" in text and "proxy / leave-one-out" in text
+    assert "theorems 5-6 (the bound) -1" in text and "proxy / leave-one-out" in text
     assert any(o.get("output_type") == "display_data" for c in nb.cells for o in c.get("outputs", []))
 
 
@@ -227,8 +245,11 @@ def check_reading(res: dict) -> None:
 
     # constants: the one assembler (√2 of cross-entropy); certified only for SGD c/t, VG, Remark 4 constants
     for K in res["constants"]:
-        want = certify.remark4_constants(K["B"], res["info"]["C"], K["optimizer"], res["config"]["weight_noise"])
-        assert K["L_remark4"] == want["L"] == pytest.approx(2 ** 0.5 * tb.lipschitz_L_bound(K["B"], res["info"]["C"]))
+        want = certify.remark4_constants(K["B_remark4"], res["info"]["C"], K["optimizer"], res["config"]["weight_noise"])
+        assert K["L_remark4"] == want["L"] == pytest.approx(2 ** 0.5 * tb.lipschitz_L_bound(K["B_remark4"],
+                                                                                           res["info"]["C"]))
+    for K in res["constants"]:  # Remark 4's B bounds every iterate: the recorded trajectory maximum
+        assert K["B_remark4"] == [max(a, b) for a, b in zip(K["B"], K["B_trajectory"])]
     for b in res["bounds"]:
         want = b["optimizer"] == "sgd_ct" and b["bound"].startswith("Theorem 5") and b["constants"] == "remark4"
         assert b["certified"] is want, b

@@ -33,6 +33,9 @@ NOISY_ONE_DRAW = ("noisy SGD takes one weight-noise draw per step, not eq. 3's e
 SMOOTHGRAD_UNNORMALISED = ("SmoothGrad inputs not normalised: Theorem 6 assumes ‖x + z‖ ≤ C, and x + z "
                            "with Gaussian z is not bounded by C")
 EMPIRICAL_CONSTANTS = "L, β measured at the trained weights: local lower estimates, not the theorem's global constants"
+UNBOUNDED_TRAJECTORY = ("B_i measured on the evaluated weights only: Remark 4's L and β must hold at every SGD "
+                        "iterate (Hardt et al.'s argument uses them at each step), and the run did not bound the "
+                        "iterates' layer norms")
 SPLIT_PROXY = ("measured quantity is the disjoint-split proxy (eq. 12), not the leave-one-out stability "
                "(eq. 10) that Theorems 5-6 bound")
 
@@ -71,15 +74,18 @@ def algorithm_gaps(optimizer: str) -> list[str]:
 
 
 def row_gaps(bound: str, network_gaps: Iterable[str], optimizer: str | None, constants: str,
-             split_proxy: bool = False) -> list[str]:
+             split_proxy: bool = False, trajectory_bounded: bool = False) -> list[str]:
     """Every named assumption a bound row lacks, for the network, the algorithm run and the measurement.
 
     bound: "Theorem 5 …", "Theorem 6 …" or "Proposition 7 …" (Proposition 7 is about one fixed network:
-    no training assumption); constants: "remark4", "layer-norms" or "empirical".
+    no training assumption); constants: "remark4", "layer-norms" or "empirical"; trajectory_bounded: the
+    B_i used bound the layer norms of every iterate (the leave-one-out trainer records such B_i).
     """
     gaps = list(network_gaps)
     if bound.startswith("Theorem"):
         gaps += algorithm_gaps(optimizer or "")
+        if constants == "remark4" and not trajectory_bounded:
+            gaps.append(UNBOUNDED_TRAJECTORY)
         if split_proxy:
             gaps.append(SPLIT_PROXY)
     if bound.startswith("Theorem 6"):

@@ -24,7 +24,7 @@ f_W(x) = W_k φ(W_{k−1} φ(... φ(W_1 x))) with ||W_i||₂ ≤ B_i, ||x||₂ �
 - C: the largest ||x||₂ over the training images, in the network's input space.
 - L_emp, β_emp: local estimates at the trained weights — the largest per-sample ||∇_W ℓ|| on a batch
   and the top eigenvalue of the loss Hessian in W (Hessian-vector power iteration). These are lower
-  estimates of the global constants the theorems assume; the certified ones come from Remark 4.
+  estimates of the global constants the theorems assume; Remark 4's come from `empirical.nets.certify`.
 
 `assumption_gaps` lists where the network departs from the theorems' hypotheses (ReLU is not smooth,
 max-pool, biases, residual connections, φ(0) ≠ 0), so a reader knows what a bound certifies.

@@ -229,9 +229,10 @@ def _bounds(r: dict) -> str:
             f"images lies below the bound; every n, T, σ, map, set of constants and printed/corrected variant); the "
             f"bound is loose by {md.span(ratio, 1, sep='–')} orders of magnitude over the worst measured kind of "
             f"replacement, and {vac} of the {len(b)} lie above the trivial bound 2Γ_(k,0) (vacuous). "
-            f"Certificates: {len(cert)} of the {len(b)} rows are valid bounds for the networks and the algorithm "
-            f"run ({md.join([f'{OPT[o]}, {name}, {c} constants' for o, name, c in kinds]) or 'none'}). "
-            "The others lack: " + "; ".join(f"{g} ({k} rows)" for g, k in lacks.items()) + ".")
+            + (f"Certificates: {len(cert)} of the {len(b)} rows are valid bounds for the networks and the algorithm "
+               f"run ({md.join([f'{OPT[o]}, {name}, {c} constants' for o, name, c in kinds])}). The others lack: "
+               if cert else "None of the rows is a certificate for the networks and the algorithm run; they lack: ")
+            + "; ".join(f"{g} ({k} rows)" for g, k in lacks.items()) + ".")
 
 
 def proxy_ratios(res: Results, rel: str) -> dict:

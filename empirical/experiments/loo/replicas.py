@@ -60,7 +60,8 @@ def sample_orders(seeds: list[int], n: int, T: int) -> torch.Tensor:
 def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, lab: torch.Tensor,
           order: torch.Tensor, tcfg: TrainConfig, act: str, snapshots: tuple[int, ...],
           group: torch.Tensor | None = None, noise_seeds: list[int] | None = None,
-          progress: bool = False, desc: str = "train") -> dict[int, list[torch.Tensor]]:
+          progress: bool = False, desc: str = "train",
+          trajectory: dict[int, list[float]] | None = None) -> dict[int, list[torch.Tensor]]:
     r"""Single-sample SGD of N stacked nets; returns {T: weights after T steps} for every T in `snapshots`.
 
     params: initial weights, list of [N, out, in] (not modified). x_pool [P, m]: network inputs.
@@ -69,6 +70,10 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
     α_t = `training.step_size(tcfg, t, T_max)` = min(lr, c/t), cross-entropy ℓ, V_t = 0 for ``sgd_ct``;
     for ``noisy_sgd`` V_t ~ N(0, s²I) from the generator of noise_seeds[group[j]] (eq. 3, one draw per
     step), so nets of one group get the very same V_t.
+
+    trajectory: if given, filled with {T: per layer, max over nets and over the iterates W_0..W_T of ‖W_i‖_F}.
+    ‖W_i‖₂ ≤ ‖W_i‖_F, so these bound every iterate's layer norms: Remark 4's L and β hold along the whole run
+    only for B_i at least this large (Hardt et al.'s argument applies them at every step).
     """
     tcfg.validate()
     if tcfg.optimizer not in OPTIMIZERS:
@@ -91,6 +96,7 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
     order, idx, lab = order.to(dev), idx.to(dev), lab.to(dev)
     out: dict[int, list[torch.Tensor]] = {}
     block = None
+    run_max = [w.flatten(1).norm(dim=1).max() for w in W]  # the iterates' Frobenius norms, running max
     for t in tqdm(range(1, T_max + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0):
         pos = order[:, t - 1]
         xi = x_pool[idx[ar, pos]].unsqueeze(1)
@@ -108,8 +114,12 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
             grads = torch.autograd.grad(loss, Wv)
         a = step_size(tcfg, t, T_max)
         W = [w - a * g for w, g in zip(W, grads)]
+        if trajectory is not None:
+            run_max = [torch.maximum(m, w.flatten(1).norm(dim=1).max()) for m, w in zip(run_max, W)]
         if t in snapshots:
             out[t] = [w.clone() for w in W]
+            if trajectory is not None:
+                trajectory[t] = [float(m) for m in run_max]
     return out
 
 

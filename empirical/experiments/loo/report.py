@@ -92,8 +92,12 @@ def assemble(cfg: LooConfig, units: list[dict], info: dict) -> dict:
             strata = _strata(first, counts, T)
             rank_first = [t if t is not None and t <= T else T + 1 for t in first]  # never drawn: after T
             K = dict(snap["constants"], C=info["C"])
+            # Remark 4's constants must hold at every iterate: with the run's bound on the iterates' layer norms
+            # (B_trajectory, max Frobenius norm up to T) they do; without it (older files) the rows say so
+            traj = K.get("B_trajectory") is not None
+            K["B_remark4"] = [max(a, b) for a, b in zip(K["B"], K["B_trajectory"])] if traj else K["B"]
             # one function for both studies: √2 of cross-entropy, corrected β or noisy SGD's √(2/π)L/s
-            r4 = certify.remark4_constants(K["B"], info["C"], o, cfg.weight_noise)
+            r4 = certify.remark4_constants(K["B_remark4"], info["C"], o, cfg.weight_noise)
             K["L_remark4"], K["beta_remark4"] = r4["L"], r4["beta"]
             consts[(o, n, T)] = K
             rows = []
@@ -137,14 +141,15 @@ def assemble(cfg: LooConfig, units: list[dict], info: dict) -> dict:
                 for cname in ("remark4", "empirical"):
                     L = K["L_remark4"] if cname == "remark4" else K["L_emp"]
                     beta = K["beta_remark4"] if cname == "remark4" else K["beta_emp"]
+                    B = K["B_remark4"] if cname == "remark4" else K["B"]
                     for variant in ("printed", "corrected"):
                         if meth == "vg":
-                            lb = tb.log10_theorem5_simplegrad_bound(K["B"], info["C"], L, beta, cfg.c, T, n, variant)
+                            lb = tb.log10_theorem5_simplegrad_bound(B, info["C"], L, beta, cfg.c, T, n, variant)
                         else:
-                            lb = tb.log10_theorem6_smoothgrad_bound(K["B"], info["C"], L, beta, cfg.c, T, n, sig_abs,
+                            lb = tb.log10_theorem6_smoothgrad_bound(B, info["C"], L, beta, cfg.c, T, n, sig_abs,
                                                                     variant)
                         lm = math.log10(worst["mean"]) if worst["mean"] > 0 else None
-                        trivial = math.log10(2.0) + float(tb.log_gamma_sets(K["B"])[-1, 0])
+                        trivial = math.log10(2.0) + float(tb.log_gamma_sets(B)[-1, 0])
                         ls = math.log10(worst["sup_x"]) if worst["sup_x"] > 0 else None
                         bound_rows.append(certify.annotate({
                             "optimizer": o, "n": n, "T": T, "method": meth, "sigma": s, "sigma_abs": sig_abs,
@@ -155,7 +160,7 @@ def assemble(cfg: LooConfig, units: list[dict], info: dict) -> dict:
                             # consistent with the bound: the sup over test images lies below it (not a certificate)
                             "holds": bool(lm is None or ls is None or ls <= lb),
                             "log10_trivial": trivial, "vacuous": bool(lb > trivial)},
-                            certify.row_gaps(name, net_gaps, o, cname)))
+                            certify.row_gaps(name, net_gaps, o, cname, trajectory_bounded=traj)))
     laws = fit_laws(cfg, per_rep, consts)
     return {"experiment": "loo_stability", "config": asdict(cfg), "info": info, "units": units,
             "constants": [dict(optimizer=o, n=n, T=T, **K) for (o, n, T), K in consts.items()],

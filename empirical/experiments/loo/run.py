@@ -111,8 +111,9 @@ def run_unit(cfg: LooConfig, pool: dict, optimizer: str, n: int, progress: bool 
     steps = cfg.unit_steps(n)
     order = sample_orders([derive_seed(cfg.seed, "order", n, *g) for g in group_ids], n, max(steps))[group]
     noise_seeds = [derive_seed(cfg.seed, "noise", n, *g) for g in group_ids]
+    traj: dict[int, list[float]] = {}
     snaps = train(W0, x, idx, lab, order, cfg.train_config(optimizer), cfg.activation, steps, group, noise_seeds,
-                  progress=progress, desc=f"{optimizer} n={n}")
+                  progress=progress, desc=f"{optimizer} n={n}", trajectory=traj)
     t_train = time.time() - t0
 
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "test"))
@@ -142,7 +143,8 @@ def run_unit(cfg: LooConfig, pool: dict, optimizer: str, n: int, progress: bool 
             acc = (forward([w[ri["S"]] for w in W], acc_x.expand(R, -1, -1), cfg.activation).argmax(2)
                    == acc_y).float().mean(1)
         snapshots.append({"T": T, "measures": measures, "param_distance": pdist, "test_accuracy_S": acc.tolist(),
-                          "constants": network_constants(cfg, W, x, idx, lab, ri["S"])})
+                          "constants": dict(network_constants(cfg, W, x, idx, lab, ri["S"]),
+                                            B_trajectory=traj[T])})
     return {"optimizer": optimizer, "n": n, "replicas": [rp["info"] for rp in reps], "test_indices": test_idx.tolist(),
             "sigma_abs": sig_abs, "snapshots": snapshots, "train_seconds": t_train,
             "eval_seconds": time.time() - t0 - t_train}
@@ -155,7 +157,7 @@ def unit_key(cfg: LooConfig, optimizer: str, n: int) -> str:
         fields.pop("weight_noise")
     if not fields["epochs"]:  # without the fixed-epoch arm a unit is what it was before the field existed
         fields.pop("epochs")
-    return config_digest("loo-unit-v3", fields, optimizer, n, torch.device(cfg.device).type)
+    return config_digest("loo-unit-v4", fields, optimizer, n, torch.device(cfg.device).type)
 
 
 def run(cfg: LooConfig, out: Path, progress: bool = True) -> dict:
@@ -170,7 +172,9 @@ def run(cfg: LooConfig, out: Path, progress: bool = True) -> dict:
             raise UserError(f"n = {n} needs {need} training images (S, a disjoint S2 and {cfg.outlier_pool + 1} fresh "
                             f"draws); the pool has {len(pool['x_train'])}")
     cache = UnitCache(out)
-    C = netbounds.input_norm_bound(pool["x_train"])
+    # C bounds every input the theorems meet: the training samples (S, S' and the replacements) and the test
+    # points x at which Theorem 5's saliency constant L′ is used
+    C = max(netbounds.input_norm_bound(pool["x_train"]), netbounds.input_norm_bound(pool["x_test"]))
     units, reused = [], 0
     todo = [(o, n) for o in cfg.optimizers for n in sorted(cfg.ns)]
     bar = tqdm(todo, desc="units (optimizer, n)", disable=not progress)
