@@ -168,7 +168,7 @@ def test_layer_norms_keep_a_batchnorm_before_the_first_layer():
     recs = nc.layer_norms(net, torch.randn(1, 4, dtype=torch.float64))
     composed = torch.linalg.matrix_norm(net[1].weight * net[0].weight / torch.sqrt(net[0].running_var + net[0].eps),
                                         2).item()  # W_1·D: the map the first record must bound
-    assert recs[0]["B"] == pytest.approx(composed, rel=1e-12)
+    assert recs[0]["B"] == pytest.approx(composed, rel=1e-10)  # eigvalsh of the Gram vs SVD: ~1e-13 apart
     assert torch.linalg.matrix_norm(net[1].weight, 2).item() < composed / 4  # what was reported before
     assert recs[0]["gain"] == pytest.approx(5.0 / math.sqrt(1 + 1e-5), rel=1e-12)
 
