@@ -89,7 +89,7 @@ def evaluate(cfg, summary: list[dict], constants: list[dict], split_records: lis
             for consts in ("remark4", "empirical"):
                 L, beta = K[consts]["L"], K[consts]["beta"]
                 for variant in ("printed", "corrected"):
-                    g = gain if consts == "remark4" else 1.0
+                    g = gain  # L′ comes from the layer norms with either set of (L, β): in the kernels it needs γ
                     if s == 0:
                         lb = tb.log10_theorem5_simplegrad_bound(B, C, L, beta, c, T, n, variant=variant, param_gain=g)
                         name = "Theorem 5 (SimpleGrad)"
