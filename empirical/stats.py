@@ -69,6 +69,17 @@ def median(sample: np.ndarray) -> np.ndarray:
     return np.median(sample, axis=1)
 
 
+TRIM = 0.2  # trimmed mean: the fraction cut from each tail (Wilcox's 20 %, robust to a few heavy replicas)
+
+
+def trimmed_mean(sample: np.ndarray, proportion: float = TRIM) -> np.ndarray:
+    """The mean over units after cutting ⌊proportion·n⌋ units from each tail: ``(B, n)`` → ``(B,)``
+    (scipy.stats.trim_mean's rule)."""
+    from scipy.stats import trim_mean
+
+    return trim_mean(sample, proportion, axis=1)
+
+
 def _difference_of_means(sample: np.ndarray) -> np.ndarray:
     return sample[..., 0].mean(axis=1) - sample[..., 1].mean(axis=1)
 
@@ -411,8 +422,10 @@ def describe(s: Summary, digits: int = 2, signed: bool = True, positive: str = "
 class PowerLaw:
     """``y ≈ c·x^exponent`` fitted in log-log space, with bootstrap intervals over units.
 
-    ``fit``: ``"means"`` (the line through log x and the log of the unit-mean at each x) or ``"pooled"``
-    (the line through every unit's point). ``r2`` is that fit's R² with its own interval.
+    ``fit``: ``"means"`` (the line through log x and the log of the unit-mean at each x), ``"medians"`` or
+    ``"trimmed"`` (the same through the unit-median or the 20 % trimmed mean: less moved by a few heavy
+    units), or ``"pooled"`` (the line through every unit's point). ``r2`` is that fit's R² with its own
+    interval.
     """
 
     exponent: Summary
@@ -467,6 +480,9 @@ def loglog_slopes(x, y) -> np.ndarray:
         return _slope_r2(lx, np.log(y))[0]
 
 
+FITS = ("means", "medians", "trimmed", "pooled")
+
+
 def power_law(x: Sequence[float], values, *, unit: str, fit: str = "means", confidence: float = CONFIDENCE,
               resamples: int = RESAMPLES, seed: int = SEED, method: str = "auto") -> PowerLaw:
     r"""Exponent of :math:`y \approx c\,x^\beta` with a bootstrap interval over units.
@@ -477,23 +493,25 @@ def power_law(x: Sequence[float], values, *, unit: str, fit: str = "means", conf
     :func:`bootstrap`); R²'s never takes BCa (an R² is bounded by 1, where BCa's normal-theory correction is
     least reliable): it takes the percentile interval instead, expanded below :data:`BCA_MIN_UNITS` units.
     """
-    if fit not in ("means", "pooled"):
-        raise ValueError(f"fit must be 'means' or 'pooled', got {fit!r}")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
     xs = np.asarray(x, dtype=np.float64).reshape(-1)
     V = _as_units(values)
     if V.ndim != 2 or V.shape[1] != xs.size:
         raise ValueError(f"values must be (n_units, {xs.size}), got {V.shape}")
     if np.any(xs <= 0) or np.ptp(xs) == 0:
         raise ValueError("x must be positive with at least 2 distinct values")
-    if np.any(V < 0) or (fit == "pooled" and np.any(V == 0)) or np.any(V.mean(0) <= 0):
-        raise ValueError("values must be >= 0 with positive means (fit='means') or positive (fit='pooled')")
+    center = {"means": mean, "medians": median, "trimmed": trimmed_mean}.get(fit)
+    if np.any(V < 0) or (fit == "pooled" and np.any(V == 0)) or (
+            center is not None and np.any(center(V[None])[0] <= 0)):
+        raise ValueError(f"values must be >= 0 with positive {fit} (fit={fit!r}) or positive (fit='pooled')")
     lx = np.log(xs)
 
     def stat(which: int) -> Statistic:
         def f(sample: np.ndarray) -> np.ndarray:  # (B, n, len(x))
-            if fit == "means":
+            if center is not None:
                 with np.errstate(divide="ignore"):
-                    ly = np.log(sample.mean(axis=1))
+                    ly = np.log(center(sample))
                 lxx = np.broadcast_to(lx, ly.shape)
             else:
                 ly = np.log(sample).reshape(sample.shape[0], -1)
@@ -507,6 +525,6 @@ def power_law(x: Sequence[float], values, *, unit: str, fit: str = "means", conf
     expo, r2 = bootstrap(V, stat(0), method=method, **kw), bootstrap(V, stat(1), method=r2_method, **kw)
     if np.all(V > 0):  # each unit's own exponent (a unit with a zero has none)
         expo = replace(expo, unit_values=tuple(_slope_r2(np.broadcast_to(lx, V.shape), np.log(V))[0].tolist()))
-    ly = np.log(V.mean(0)) if fit == "means" else np.log(V).mean(0)
+    ly = np.log(center(V[None])[0]) if center is not None else np.log(V).mean(0)
     prefactor = float(math.exp(ly.mean() - expo.estimate * lx.mean()))
     return PowerLaw(expo, r2, prefactor, fit, int(xs.size))

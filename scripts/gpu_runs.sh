@@ -20,6 +20,9 @@
 # PGD-40, batch 32) trained in lockstep with CUDA-graphed steps: its training state (262 MiB) cannot travel
 # between slices, so a slice must finish it: PAPER_ARGS="--train-tf32 --epochs E" with E from the bench slice
 # (python -m empirical.runtime.slice_plan). Each results folder's config records the sizes it ran at.
+# The leave-one-out fixed-epoch arm (issue 21): LOO_ARGS="--epochs 1 8" adds snapshots at T = n and 8n (5 new
+# ones over the paper grid's 30, same longest T): about 10 % more evaluation, so run loo alone in its call
+# (the committed run took 522 s side by side with split); the committed results/loo_stability-gpu predates it.
 #
 # Several jobs per call: `bash scripts/gpu_runs.sh split loo` runs them in turn; GPU_RUNS_PARALLEL=1 side by
 # side on the one GPU (wall times then overlap). `smoke` runs every job at tiny sizes on the GPU and the
@@ -69,7 +72,7 @@ data=.gpu/data
 [ -d "$data" ] || data=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 
 tiny_split=(--sigma 0.1 --pairs 1 --n 300 --test-images 4 --draws 2 --ig-steps 2 --epochs 0.2)
-tiny_loo=(--n 16 32 --steps 16 32 --replicas 2 --sigma 0.1 --test-images 4 --draws 2 --ig-steps 2)
+tiny_loo=(--n 16 32 --steps 16 32 --replicas 2 --sigma 0.1 --test-images 4 --draws 2 --ig-steps 2 --epochs 1)
 tiny_smooth=(--small --regimes N A M1 M2 G E NG --epochs 0.1 --train-images 200 --eval-images 8 --train-tf32)  # every block captured, under TF32
 if [ -n "${GPU_RUNS_TINY:-}" ]; then
     dev=${GPU_RUNS_DEVICE:-cpu}

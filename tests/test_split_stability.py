@@ -56,6 +56,18 @@ def test_outputs_and_provenance(tiny_run):
     laws = {(l["method"], l["quantity"]) for l in res["laws"]}
     assert ("vg", "fidelity") in laws
     assert "ReLU" in " ".join(res["info"]["assumption_gaps"])
+    # a ReLU / max-pool / bias LeNet certifies nothing: every row names what it lacks
+    assert all(not b["certified"] and "ReLU" in b["lacks"] for b in res["bounds"])
+    assert all("disjoint-split proxy" in b["lacks"] for b in res["bounds"] if b["bound"].startswith("Theorem"))
+
+
+def test_rederive_reproduces_the_bound_rows_of_a_current_file(tiny_run):
+    from empirical.experiments.split import bounds as split_bounds
+
+    res = json.loads((tiny_run / "results.json").read_text())
+    again = split_bounds.rederive(res)
+    assert again["bounds"] == res["bounds"]
+    assert again["rederived"]["by"].endswith("rederive")
 
 
 def test_rerun_reuses_everything_and_is_identical(tiny_run, fm):

@@ -205,3 +205,23 @@ def test_paired_interval_narrower_than_unpaired_under_positive_correlation(seed,
     unpaired = stats.two_sample(a, b, unit="model pair", method="percentile", resamples=2000, seed=seed)
     assert paired.ci_high - paired.ci_low < unpaired.ci_high - unpaired.ci_low
     assert paired.estimate == pytest.approx(unpaired.estimate)
+
+
+@pytest.mark.parametrize("fit", ["medians", "trimmed"])
+def test_power_law_through_robust_centres_matches_a_direct_fit(fit):
+    """The exponent through the per-x median / 20 % trimmed mean equals fit_loglog on those centres (scipy's
+    trim_mean as the oracle), and one heavy unit moves it far less than it moves the fit through means."""
+    from scipy.stats import trim_mean
+
+    rng = np.random.default_rng(3)
+    x = np.array([64.0, 128.0, 256.0, 512.0])
+    V = x ** -1.0 * np.exp(rng.normal(0, 0.1, (20, 4)))
+    centre = np.median(V, axis=0) if fit == "medians" else trim_mean(V, 0.2, axis=0)
+    pl = stats.power_law(x, V, unit="replica", fit=fit, resamples=500)
+    assert pl.exponent.estimate == pytest.approx(stats.fit_loglog(x, centre)["exponent"], rel=1e-12)
+    heavy = V.copy()
+    heavy[0, 0] *= 100.0  # one replica's value at the smallest x, as a rarely-drawn sample makes it
+    moved = abs(stats.power_law(x, heavy, unit="replica", fit=fit, resamples=200).exponent.estimate - pl.exponent.estimate)
+    moved_mean = abs(stats.power_law(x, heavy, unit="replica", resamples=200).exponent.estimate
+                     - stats.power_law(x, V, unit="replica", resamples=200).exponent.estimate)
+    assert moved < 0.1 * moved_mean

@@ -311,11 +311,17 @@ def theorem5_simplegrad_bound(B: Sequence[float], C: float, L: float, beta: floa
 
 
 def log10_theorem5_simplegrad_bound(B: Sequence[float], C: float, L: float, beta: float, c: float, T: int,
-                                    n: int, variant: Variant = "printed") -> float:
-    """log10 of `theorem5_simplegrad_bound`, finite where the float64 version overflows."""
+                                    n: int, variant: Variant = "printed", param_gain: float = 1.0) -> float:
+    """log10 of `theorem5_simplegrad_bound`, finite where the float64 version overflows.
+
+    ``param_gain`` γ ≥ ‖ΔW_i‖₂/‖Δθ‖ over layers, when the parameters θ that SGD updates are not the layer
+    matrices W_i themselves (a conv's kernel: γ = √(k_h k_w)); L′ is first order in ΔW, so it scales by γ
+    (pass L and β already in θ; `empirical.nets.certify` does).
+    """
     L, beta, c, T, n = _sgd_args(L, beta, c, T, n)
     lM = math.log10(2.0) + float(log_gamma_sets(B)[-1, 0])
-    return _log10_up(L, beta, c, T, n, log10_saliency_lipschitz(B, C, variant), lM)
+    lg = math.log10(_pos("param_gain", param_gain))
+    return _log10_up(L, beta, c, T, n, log10_saliency_lipschitz(B, C, variant) + lg, lM)
 
 
 def smoothgrad_factor(B: Sequence[float], sigma: float, beta: float, c: float) -> float:
@@ -354,8 +360,11 @@ def theorem6_smoothgrad_bound(B: Sequence[float], C: float, L: float, beta: floa
 
 
 def log10_theorem6_smoothgrad_bound(B: Sequence[float], C: float, L: float, beta: float, c: float, T: int,
-                                    n: int, sigma: float, variant: Variant = "printed") -> float:
+                                    n: int, sigma: float, variant: Variant = "printed",
+                                    param_gain: float = 1.0) -> float:
+    """log10 of `theorem6_smoothgrad_bound`; ``param_gain`` as in `log10_theorem5_simplegrad_bound`."""
     L, beta, c, T, n = _sgd_args(L, beta, c, T, n)
+    lg = math.log10(_pos("param_gain", param_gain))
     sigma = _pos("sigma", sigma)
     b, C = _norms(B), _nonneg("C", C)
     lG = log_gamma_sets(b)
@@ -368,7 +377,7 @@ def log10_theorem6_smoothgrad_bound(B: Sequence[float], C: float, L: float, beta
                   log10_saliency_lipschitz(b, C, "corrected"))
     else:
         raise ValueError(f"variant = {variant!r}: expected 'printed' or 'corrected'")
-    return _log10_up(L, beta, c, T, n, lLp, lM)
+    return _log10_up(L, beta, c, T, n, lLp + lg, lM)
 
 
 # --------------------------------------------------------------------------------------------------

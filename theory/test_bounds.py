@@ -105,3 +105,18 @@ def test_predicted_laws():
 def test_errors_name_the_value(call, word):
     with pytest.raises(ValueError, match=word.replace("[", r"\[").replace("]", r"\]")):
         call()
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.lists(st.floats(0.05, 20.0), min_size=2, max_size=6), pos, st.floats(1.0, 25.0))
+def test_param_gain_scales_only_the_saliency_lipschitz_constant(B, C, gain):  # k = 1: the printed L′ is 0
+    """L′ is first order in ΔW, so a parameter gain γ multiplies it; Up ∝ L′^{1/(βc+1)} (Theorems 5-6)."""
+    L, beta, c, T, n = 2.0, 0.5, 1.0, 100, 50
+    q = beta * c
+    for f, extra in ((tb.log10_theorem5_simplegrad_bound, ()), (tb.log10_theorem6_smoothgrad_bound, (0.3,))):
+        for variant in ("printed", "corrected"):
+            base = f(B, C, L, beta, c, T, n, *extra, variant=variant)
+            scaled = f(B, C, L, beta, c, T, n, *extra, variant=variant, param_gain=gain)
+            assert scaled - base == pytest.approx(math.log10(gain) / (q + 1), abs=1e-12)
+    with pytest.raises(ValueError, match="param_gain"):
+        tb.log10_theorem5_simplegrad_bound(B, C, L, beta, c, T, n, param_gain=0.0)

@@ -11,15 +11,23 @@ f_W(x) = W_k φ(W_{k−1} φ(... φ(W_1 x))) with ||W_i||₂ ≤ B_i, ||x||₂ �
   approaches from below, and the Fourier bound of `conv_norm_upper` (Sedghi et al. 2019, applied to
   the full linear convolution) gives a certified value from above; B_i is the certified one, and
   both ends are recorded so the gap can be read. An eval-mode BatchNorm is the diagonal map
-  γ/√(var+ε): its norm multiplies into the preceding layer's B_i.
-  Max-pooling is 1-Lipschitz and adds no factor. Biases are ignored (the theory has none).
+  γ/√(var+ε): its norm multiplies into the preceding layer's B_i (into the next layer's when it comes
+  before every layer, e.g. an input normalisation). Max-pooling is √(coverage)-Lipschitz in ℓ2, where
+  coverage = the largest number of windows one input pixel falls in (1 for non-overlapping windows,
+  4 for MaxPool2d(3, 2)): `window_coverage`, proof at `maxpool_lipschitz`; it multiplies into the
+  preceding layer. Biases are ignored (the theory has none).
+- gain_i: the theorems' L, β and L′ are constants in the parameters SGD updates. For a Linear layer that
+  is W_i itself; for a conv it is the kernel K_i, and ‖A(ΔK)‖₂ ≤ √(coverage)·‖ΔK‖_F (`conv_param_gain`),
+  so derivatives in K are up to that factor larger than the operator-norm bounds say. A fixed map folded
+  into layer i (BatchNorm, max-pool) multiplies its gain too: the theorems then see W̃_i = D·W_i·D′, and
+  ‖ΔW̃_i‖ ≤ ‖D‖‖D′‖‖ΔW_i‖. `empirical.nets.certify` turns the gains into the constants.
 - C: the largest ||x||₂ over the training images, in the network's input space.
 - L_emp, β_emp: local estimates at the trained weights — the largest per-sample ||∇_W ℓ|| on a batch
   and the top eigenvalue of the loss Hessian in W (Hessian-vector power iteration). These are lower
-  estimates of the global constants the theorems assume; the certified ones come from Remark 4.
+  estimates of the global constants the theorems assume; Remark 4's come from `empirical.nets.certify`.
 
 `assumption_gaps` lists where the network departs from the theorems' hypotheses (ReLU is not smooth,
-max-pool, biases, residual connections), so a reader knows what a bound certifies.
+max-pool, biases, residual connections, φ(0) ≠ 0), so a reader knows what a bound certifies.
 """
 from __future__ import annotations
 
@@ -106,22 +114,81 @@ def conv_norm_upper(weight: torch.Tensor, in_hw: tuple[int, int], stride=1, padd
     return max(float(torch.linalg.svdvals(spec[i:i + step])[:, 0].max()) for i in range(0, len(spec), step))
 
 
-def layer_norms(model: nn.Module, sample: torch.Tensor, iters: int = 100) -> list[dict]:
-    """B_i of every Linear / Conv2d layer in forward order (BatchNorm folded into the layer before it).
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
 
-    `sample`: one input [1, ...] on the model's device. Returns dicts with name, kind, in_shape and
-    B (the value the bounds use: exact for Linear, the certified upper bound for Conv2d, or the power-
-    iteration value where no certified one exists, flagged by `B_method`); conv records also carry
-    B_power (power iteration, a lower estimate) and B_upper, bracketing the true norm. A BatchNorm after
-    a layer multiplies all three by its largest |scale| (so B stays an upper bound of the composed map).
+
+def window_coverage(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel, stride=1, padding=0,
+                    dilation=1) -> int:
+    """The largest number of (output position, kernel offset) pairs that read one input pixel.
+
+    Input index i is read by output u at offset q when s·u + d·q − pad = i; counted per spatial dimension
+    (the 2-D count is the product) over the layer's actual output size `out_hw`, so ceil_mode and the
+    padding are exact. Stride 1: the kernel area k_h·k_w (away from the border); stride s: at most
+    ⌈k·gcd(s, d)/s⌉ per dimension (the solutions q of d·q ≡ i mod s are spaced s/gcd(s, d) apart).
+    """
+    total = 1
+    for n, out, k, s, d, p in zip(in_hw, out_hw, _pair(kernel), _pair(stride), _pair(dilation), _pair(padding)):
+        cnt = [0] * n
+        for u in range(out):
+            for q in range(k):
+                i = s * u + d * q - p
+                if 0 <= i < n:
+                    cnt[i] += 1
+        total *= max(cnt, default=0)
+    return total
+
+
+def _conv_padding(mod: nn.Conv2d) -> tuple[int, int]:
+    if mod.padding == "valid":
+        return (0, 0)
+    if mod.padding == "same":  # PyTorch pads d(k−1) in total, the smaller half on the left/top
+        return tuple(d * (k - 1) // 2 for d, k in zip(_pair(mod.dilation), _pair(mod.kernel_size)))
+    return _pair(mod.padding)
+
+
+def conv_param_gain(mod: nn.Conv2d, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> float:
+    """γ with ‖A(ΔK)h‖₂ ≤ γ‖ΔK‖_F‖h‖₂ for the conv's linear map A(·) on inputs of spatial size in_hw.
+
+    Proof: output channel o at position u is ⟨ΔK_o, P_u(h)⟩ with P_u(h) the input patch u reads (zeros
+    outside the image), so ‖A(ΔK)h‖² = Σ_o ‖P ΔK_o‖² ≤ ‖ΔK‖_F² σ_max(P)² ≤ ‖ΔK‖_F² ‖P‖_F², and
+    ‖P‖_F² = Σ_u ‖P_u(h)‖² = Σ_pixels coverage(pixel)·h² ≤ max coverage·‖h‖². So γ = √(max coverage)
+    (`window_coverage`): √(k_h·k_w) at stride 1, ≈ √(k_h k_w)/s at stride s. Groups read a subset of
+    the channels: the same bound. Sharp for large images (a constant kernel on a constant input).
+    """
+    return math.sqrt(window_coverage(in_hw, out_hw, mod.kernel_size, mod.stride, _conv_padding(mod), mod.dilation))
+
+
+def maxpool_lipschitz(mod: nn.MaxPool2d, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> float:
+    """The ℓ2 Lipschitz constant of max-pooling: √(max coverage).
+
+    ‖mp(x) − mp(y)‖² = Σ_windows |max_w x − max_w y|² ≤ Σ_w max_{i∈w} |x_i − y_i|² ≤ Σ_w Σ_{i∈w} |x_i − y_i|²
+    = Σ_i coverage(i)|x_i − y_i|² ≤ max coverage·‖x − y‖². Attained by y = 0, x = a unit spike on a
+    pixel of maximal coverage (every window it is in outputs 1): the constant is exact, 1 for
+    non-overlapping windows, 2 for MaxPool2d(3, 2).
+    """
+    return math.sqrt(window_coverage(in_hw, out_hw, mod.kernel_size, mod.stride, mod.padding, mod.dilation))
+
+
+def layer_norms(model: nn.Module, sample: torch.Tensor, iters: int = 100) -> list[dict]:
+    """B_i of every Linear / Conv2d layer in forward order, with the fixed maps around them folded in.
+
+    `sample`: one input [1, ...] on the model's device. Returns dicts with name, kind, in_shape, B (the
+    value the bounds use: exact for Linear, the certified upper bound for Conv2d, or the power-iteration
+    value where no certified one exists, flagged by `B_method`) and gain (the factor from the layer's
+    operator norm to its parameters, see the module docstring); conv records also carry B_power (power
+    iteration, a lower estimate) and B_upper, bracketing the true norm. A BatchNorm (scale s = its
+    largest |γ/√(var+ε)|) or a max-pool (its Lipschitz constant λ) after a layer multiplies that layer's
+    B, B_power, B_upper and gain; one before every layer multiplies the first layer's (an input BatchNorm
+    scales x: ‖W_1 D x‖ ≤ ‖W_1‖ s ‖x‖). Folded factors are listed in `folded`.
     """
     records: list[dict] = []
-    order: list[tuple[str, nn.Module, tuple]] = []
+    order: list[tuple[str, nn.Module, tuple, tuple]] = []
     hooks = []
     for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Linear, nn.Conv2d, nn.BatchNorm2d, nn.BatchNorm1d)):
+        if isinstance(mod, (nn.Linear, nn.Conv2d, nn.BatchNorm2d, nn.BatchNorm1d, nn.MaxPool2d)):
             hooks.append(mod.register_forward_hook(
-                lambda m, inp, out, name=name: order.append((name, m, tuple(inp[0].shape)))))
+                lambda m, inp, out, name=name: order.append((name, m, tuple(inp[0].shape), tuple(out.shape)))))
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -129,12 +196,22 @@ def layer_norms(model: nn.Module, sample: torch.Tensor, iters: int = 100) -> lis
     for h in hooks:
         h.remove()
     model.train(was_training)
-    for name, mod, shape in order:
-        dev = next(mod.parameters()).device
+    pending: list[tuple[str, str, float]] = []  # fixed maps met before the first layer
+
+    def fold(rec: dict, what: str, name: str, factor: float) -> None:
+        for key in ("B", "B_power", "B_upper", "gain"):
+            if rec.get(key) is not None:
+                rec[key] *= factor
+        rec.setdefault("folded", []).append({"kind": what, "name": name, "factor": factor})
+        if what == "batchnorm":
+            rec["bn_scale"] = rec.get("bn_scale", 1.0) * factor
+
+    for name, mod, shape, out_shape in order:
         if isinstance(mod, nn.Linear):
             records.append({"name": name, "kind": "linear", "B": linear_norm(mod.weight), "B_method": "exact",
-                            "in_shape": list(shape)})
+                            "gain": 1.0, "in_shape": list(shape)})
         elif isinstance(mod, nn.Conv2d):
+            dev = mod.weight.device
             W = mod.weight.detach().double()
 
             def conv(x, W=W, mod=mod):
@@ -145,15 +222,25 @@ def layer_norms(model: nn.Module, sample: torch.Tensor, iters: int = 100) -> lis
                                       mod.padding_mode)
             records.append({"name": name, "kind": "conv2d", "B": B_power if B_upper is None else B_upper,
                             "B_method": "power-iteration" if B_upper is None else "fourier-upper",
-                            "B_power": B_power, "B_upper": B_upper, "in_shape": list(shape)})
-        else:  # eval BatchNorm: diagonal scale, folded into the previous linear layer
-            scale = (mod.weight.detach() / torch.sqrt(mod.running_var + mod.eps)).abs().max().item()
+                            "B_power": B_power, "B_upper": B_upper,
+                            "gain": conv_param_gain(mod, shape[2:], out_shape[2:]),
+                            "kernel": list(_pair(mod.kernel_size)), "in_shape": list(shape)})
+        else:
+            if isinstance(mod, nn.MaxPool2d):
+                what, factor = "maxpool", maxpool_lipschitz(mod, shape[2:], out_shape[2:])
+            else:  # eval BatchNorm: the diagonal map γ/√(var+ε)
+                what = "batchnorm"
+                gamma = mod.weight.detach() if mod.weight is not None else torch.ones(())
+                var = mod.running_var if mod.running_var is not None else torch.zeros(())  # no stats: batch-dependent
+                factor = (gamma / torch.sqrt(var + mod.eps)).abs().max().item()
             if records:
-                records[-1]["B"] *= scale
-                for key in ("B_power", "B_upper"):
-                    if records[-1].get(key) is not None:
-                        records[-1][key] *= scale
-                records[-1]["bn_scale"] = scale
+                fold(records[-1], what, name, factor)
+            else:
+                pending.append((what, name, factor))
+        if pending and records:
+            for what, pname, factor in pending:
+                fold(records[-1], what, pname, factor)
+            pending = []
     return records
 
 
@@ -200,13 +287,15 @@ def assumption_gaps(model: nn.Module) -> list[str]:
     if any(isinstance(m, nn.ReLU) for m in mods):
         gaps.append("ReLU: 1-Lipschitz but not smooth (φ' not Lipschitz): ρ and the SimpleGrad Lipschitz constant in W do not exist")
     if any(isinstance(m, nn.MaxPool2d) for m in mods):
-        gaps.append("max-pooling: 1-Lipschitz but not smooth")
+        gaps.append("max-pooling: Lipschitz (folded into B) but not smooth")
     if any(getattr(m, "bias", None) is not None for m in mods if isinstance(m, (nn.Linear, nn.Conv2d))):
         gaps.append("biases present (the theory's network has none)")
     if any(isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) for m in mods):
         gaps.append("BatchNorm folded as a fixed diagonal map (eval mode)")
     if any(type(m).__name__ in ("BasicBlock", "WideBlock") for m in mods):
         gaps.append("residual connections: not a chain network, the product of B_i is not the theorem's Γ")
+    if any(isinstance(m, nn.Softplus) for m in mods):
+        gaps.append("softplus: φ(0) = ln 2 ≠ 0, so ‖h_i‖ ≤ B_i‖h_(i−1)‖ fails and L, β, L′ from Γ do not hold")
     if any(isinstance(m, nn.GELU) for m in mods):
         gaps.append("GELU: φ(0)=0 but Lipschitz constant ≈ 1.13 > 1")
     return gaps

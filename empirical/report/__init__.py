@@ -26,7 +26,7 @@ import importlib
 
 from empirical.report.registry import BLOCKS, Block, Results, block, render
 
-BLOCK_MODULES = ("split", "loo", "smoothing", "benchmarks", "ledger", "headline")
+BLOCK_MODULES = ("split", "loo", "loo_reading", "smoothing", "benchmarks", "ledger", "headline")
 for _m in BLOCK_MODULES:
     importlib.import_module(f"empirical.report.{_m}")
 

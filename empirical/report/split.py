@@ -111,13 +111,13 @@ def _findings(f: dict, r: dict) -> list[str]:
         pl = f[m]["stab_law"]
         pred = laws[m + "stability"]["predicted_exponent"]
         e = pl.exponent
-        vs = stats.verdict(e, "shallower than", "steeper than", null=pred["empirical"])
         out.append(
             f"**{SMOOTHED[m]} against σ** (σ > 0, one point per pair and σ): stability ∝ σ^{md.ci(e, 3)} "
             f"({stats.ci_note(e)}), R² = {md.ci(pl.r2, 2)}"
             + ("; a power law describes this curve poorly" if pl.r2.estimate < 0.5 else "")
-            + f". Theorem 6's σ^(−1/(βc+1)) predicts {md.sig(pred['empirical'], 2)} with the measured β and "
-            f"{md.sig(pred['remark4'], 2)} with Remark 4's: measured exponent {vs} the prediction.")
+            + f": {stats.verdict(e, 'rises', 'falls')} with σ. Theorem 6's bound falls as σ^(−1/(βc+1)), "
+            f"{md.sig(pred['empirical'], 2)} with the measured β and {md.sig(pred['remark4'], 2)} with Remark 4's; "
+            "that exponent describes the bound, not the quantity, so it is not tested against the measured one.")
     for m in ("vg", "ig"):
         pl = f[m]["fid_law"]
         e = pl.exponent
@@ -139,10 +139,16 @@ def _bounds(r: dict) -> str:
         vac = sum(b["vacuous"] for b in rows)
         parts.append(f"{name} sits {md.span(above, 2, sep='–')} orders of magnitude above the measured value "
                      f"({vac}/{len(rows)} evaluations above the trivial bound 2Γ_(k,0): vacuous)")
-    return (f"**The bounds on the same networks** (certified B per layer, the largest over the networks: "
-            f"{', '.join(md.num(b, 2) for b in K['B'])}; C = {md.num(K['C'], 1)}; n_eff = n/batch = {K['n_eff']}, "
-            f"T = {K['T']}): " + "; ".join(parts) + ". These bounds are for the leave-one-out quantity, which the "
-            "leave-one-out study measures directly.")
+    lacks = list(dict.fromkeys(g for b in r["bounds"] for g in b.get("lacks", "").split("; ") if g))
+    cert = sum(b.get("certified", False) for b in r["bounds"])
+    gain = K["remark4"].get("param_gain")
+    return (f"**The bounds on the same networks** (B per layer, an upper bound of its operator norm, the largest "
+            f"over the networks: {', '.join(md.num(b, 2) for b in K['B'])}"
+            + (f"; conv kernels enter L, β and L′ with the parameter gain γ = {md.num(gain, 2)}" if gain else "")
+            + f"; C = {md.num(K['C'], 1)}; n_eff = n/batch = {K['n_eff']}, T = {K['T']}): " + "; ".join(parts)
+            + f". {cert} of the {len(r['bounds'])} rows are certificates for these networks; the others lack: "
+            + "; ".join(lacks) + ". These bounds are for the leave-one-out quantity, which the leave-one-out "
+            "study measures directly.")
 
 
 @block("split-gpu-setup", GPU)

@@ -32,6 +32,9 @@ class LooConfig:
     depth: int = 2  # hidden layers; k = depth + 1 weight matrices
     ns: tuple[int, ...] = (64, 128, 256)  # training-set sizes n
     steps: tuple[int, ...] = (256, 512, 1024, 2048)  # T grid: single-sample SGD steps (snapshots of one run)
+    # fixed-epoch arm: per n, also a snapshot at T = round(e·n) for each e (epochs: passes over the n samples),
+    # so T ∝ n; a fixed T is 256 epochs at n = 64 but half an epoch at n = 2048 (issue 21)
+    epochs: tuple[float, ...] = ()
     replicas: int = 8  # independent (S, S', W_0, sample sequence, V) draws per n
     kinds: tuple[str, ...] = KINDS  # which replaced samples (search toward the sup of eq. 10)
     optimizers: tuple[str, ...] = OPTIMIZERS  # sgd_ct: α_t = min(lr, c/t); noisy_sgd: the same on eq. 3
@@ -62,6 +65,13 @@ class LooConfig:
             raise UserError(f"every n (training-set size) must be an integer >= 2 (the bounds have 1/(n−1)), got {self.ns}")
         if not self.steps or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in self.steps):
             raise UserError(f"every T (number of SGD steps) must be an integer >= 1, got {self.steps}")
+        for e in self.epochs:
+            if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e <= 0:
+                raise UserError(f"every fixed-epoch value must be a finite number > 0 (passes over the n samples), "
+                                f"got {e!r}")
+            if min(self.ns) * e < 1:
+                raise UserError(f"epochs {e} gives T = round({e}·{min(self.ns)}) < 1 step at n = {min(self.ns)}; "
+                                f"use epochs >= {1 / min(self.ns):g}")
         if not self.kinds or any(k not in KINDS for k in self.kinds):
             raise UserError(f"unknown replacement kind in {self.kinds}; valid: {', '.join(KINDS)}")
         if not self.optimizers or any(o not in OPTIMIZERS for o in self.optimizers):
@@ -79,6 +89,14 @@ class LooConfig:
             raise UserError(f"device {self.device!r} asked for, but no CUDA GPU is available; use --device cpu")
         for o in self.optimizers:
             self.train_config(o).validate()
+
+    def epoch_steps(self, n: int, epochs: float) -> int:
+        """T of the fixed-epoch arm: `epochs` passes over n samples, in single-sample steps (T ∝ n)."""
+        return max(1, round(epochs * n))
+
+    def unit_steps(self, n: int) -> tuple[int, ...]:
+        """Every T snapshot of the unit of size n: the fixed grid and the fixed-epoch arm, sorted."""
+        return tuple(sorted(set(self.steps) | {self.epoch_steps(n, e) for e in self.epochs}))
 
     def train_config(self, optimizer: str) -> TrainConfig:
         """The step-size schedule as `empirical.training` defines it (batch size 1: single-sample SGD)."""

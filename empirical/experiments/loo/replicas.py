@@ -61,7 +61,8 @@ def sample_orders(seeds: list[int], n: int, T: int) -> torch.Tensor:
 def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, lab: torch.Tensor,
           order: torch.Tensor, tcfg: TrainConfig, act: str, snapshots: tuple[int, ...],
           group: torch.Tensor | None = None, noise_seeds: list[int] | None = None,
-          progress: bool = False, desc: str = "train") -> dict[int, list[torch.Tensor]]:
+          progress: bool = False, desc: str = "train",
+          trajectory: dict[int, list[float]] | None = None) -> dict[int, list[torch.Tensor]]:
     r"""Single-sample SGD of N stacked nets; returns {T: weights after T steps} for every T in `snapshots`.
 
     params: initial weights, list of [N, out, in] (not modified). x_pool [P, m]: network inputs.
@@ -72,6 +73,10 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
     step), so nets of one group get the very same V_t. A loss that is NaN/inf or above ``DIVERGED_LOSS`` per net
     (see :mod:`empirical.training.trainer`) raises :class:`TrainingDiverged` (naming the step) at the next snapshot,
     before its weights are returned: nothing of a diverged training is cached.
+
+    trajectory: if given, filled with {T: per layer, max over nets and over the iterates W_0..W_T of ‖W_i‖_F}.
+    ‖W_i‖₂ ≤ ‖W_i‖_F, so these bound every iterate's layer norms: Remark 4's L and β hold along the whole run
+    only for B_i at least this large (Hardt et al.'s argument applies them at every step).
     """
     tcfg.validate()
     if tcfg.optimizer not in OPTIMIZERS:
@@ -98,6 +103,7 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
     # at every snapshot, before a weight of it is kept
     first_bad = torch.zeros((), dtype=torch.long, device=dev)
     bad_loss = torch.zeros((), device=dev)
+    run_max = [w.flatten(1).norm(dim=1).max() for w in W]  # the iterates' Frobenius norms, running max
     for t in tqdm(range(1, T_max + 1), desc=desc, disable=bar_disabled(progress), leave=False, mininterval=1.0):
         pos = order[:, t - 1]
         xi = x_pool[idx[ar, pos]].unsqueeze(1)
@@ -118,6 +124,8 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
         new_bad = (first_bad == 0) & (~torch.isfinite(loss.detach()) | (loss.detach() > DIVERGED_LOSS * N))
         first_bad = torch.where(new_bad, t, first_bad)
         bad_loss = torch.where(new_bad, loss.detach(), bad_loss)
+        if trajectory is not None:
+            run_max = [torch.maximum(m, w.flatten(1).norm(dim=1).max()) for m, w in zip(run_max, W)]
         if t in snapshots:
             if int(first_bad) or not all(bool(torch.isfinite(w).all()) for w in W):
                 step = int(first_bad) or t
@@ -125,6 +133,8 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
                 raise TrainingDiverged(f"training diverged at step {step} of single-sample SGD (loss = {loss_text}, "
                                        f"summed over {N} nets); lower --lr (now {tcfg.lr:g})")
             out[t] = [w.clone() for w in W]
+            if trajectory is not None:
+                trajectory[t] = [float(m) for m in run_max]
     return out
 
 
@@ -241,3 +251,25 @@ def network_constants(cfg: LooConfig, W: list[torch.Tensor], x: torch.Tensor, id
             L_emp = max(L_emp, netbounds.empirical_lipschitz(net, xb, yb))
             beta_emp = max(beta_emp, netbounds.empirical_smoothness(net, xb, yb))
     return {"B": B, "L_emp": L_emp, "beta_emp": beta_emp}
+
+
+def replaced_draws(cfg: LooConfig, n: int, positions: list[int], T_max: int) -> list[list[int]]:
+    """Per replica r: the steps t = 1..T_max at which its replaced position p_r is drawn.
+
+    Rebuilt from the seeds, as `run.run_unit` draws them: S and every S' of replica r share the sample
+    sequence of seed group ("shared", r). Before the first of these steps the two runs are identical (the
+    theorems' c/t step acts on the difference from there on), so a replica never drawn by T has ε̂ = 0.
+    """
+    from empirical.experiments.loo.config import derive_seed
+
+    orders = sample_orders([derive_seed(cfg.seed, "order", n, "shared", r) for r in range(len(positions))], n, T_max)
+    return [((orders[r] == p).nonzero().flatten() + 1).tolist() for r, p in enumerate(positions)]
+
+
+def network_gaps(cfg: LooConfig, m: int) -> list[str]:
+    """`constants.assumption_gaps` of the study's chain network (the architecture alone decides them)."""
+    from empirical.experiments.loo.config import widths
+
+    dims = widths(cfg, m)
+    return netbounds.assumption_gaps(to_module([torch.zeros(1, o, i) for i, o in zip(dims[:-1], dims[1:])], 0,
+                                               cfg.activation))

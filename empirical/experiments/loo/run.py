@@ -46,9 +46,20 @@ Choices (stated once, recorded in every result):
 
 Bounds: Theorem 5 (VG) and Theorem 6 (SmoothGrad) via `theory.bounds`, in log10, with the run's c, T,
 n, B_i = max over all its networks of `empirical.nets.constants.layer_norms`, C = max ‖x‖₂ over the training
-pool, and (L, β) either from Remark 4 (certified: L = Γ_{k,1}C; β corrected Remark 4(2) for SGD,
-√(2/π)L/s for noisy SGD) or measured at the trained weights (`empirical.nets.constants.empirical_lipschitz`,
-`empirical_smoothness`; lower estimates). No theorem of the paper bounds IG's stability: IG is measured only.
+pool, and (L, β) either from Remark 4 (`empirical.nets.certify.remark4_constants`, the function the split
+study uses too: L = √2·Γ_{k,1}C, β = √2× the corrected Remark 4(2) for SGD, √(2/π)L/s for noisy SGD) or
+measured at the trained weights (`empirical.nets.constants.empirical_lipschitz`, `empirical_smoothness`;
+lower estimates). Every bound row names the assumptions it lacks (`lacks`: unnormalised SmoothGrad
+inputs for Theorem 6, one weight-noise draw per step for noisy SGD, measured constants) and is
+`certified` only without any; `holds` says only that the measurement is consistent with the bound (its
+sup over test images lies below it). No theorem of the paper bounds IG's stability: IG is measured only.
+
+Reading (issue 21): per-replica values are heavy-tailed because of when the replaced sample is first drawn
+(before that step the coupled runs are identical). Every summary cell carries the median and the 20 %
+trimmed mean beside the mean, with bootstrap intervals over replicas; `strata` splits each cell by how
+many times and how early the replaced sample was drawn (rebuilt from the seeds, `replicas.replaced_draws`;
+`sampling` lists it per replica); `epochs` adds a fixed-epoch arm (T ∝ n) beside the fixed-T grid.
+Theorems 5/6 are upper bounds: their n, T and σ exponents describe the bound, not the quantity.
 """
 from __future__ import annotations
 
@@ -99,10 +110,12 @@ def run_unit(cfg: LooConfig, pool: dict, optimizer: str, n: int, progress: bool 
     group_ids = [("shared", r) for r in range(R)] + [("indep", r) for r in range(R)]
     dims = widths(cfg, x.shape[1])
     W0 = [w[group].to(dev) for w in init_params(dims, [derive_seed(cfg.seed, "init", *g) for g in group_ids])]
-    order = sample_orders([derive_seed(cfg.seed, "order", n, *g) for g in group_ids], n, max(cfg.steps))[group]
+    steps = cfg.unit_steps(n)
+    order = sample_orders([derive_seed(cfg.seed, "order", n, *g) for g in group_ids], n, max(steps))[group]
     noise_seeds = [derive_seed(cfg.seed, "noise", n, *g) for g in group_ids]
-    snaps = train(W0, x, idx, lab, order, cfg.train_config(optimizer), cfg.activation, cfg.steps, group, noise_seeds,
-                  progress=progress, desc=f"{optimizer} n={n}")
+    traj: dict[int, list[float]] = {}
+    snaps = train(W0, x, idx, lab, order, cfg.train_config(optimizer), cfg.activation, steps, group, noise_seeds,
+                  progress=progress, desc=f"{optimizer} n={n}", trajectory=traj)
     t_train = time.time() - t0
 
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "test"))
@@ -112,7 +125,7 @@ def run_unit(cfg: LooConfig, pool: dict, optimizer: str, n: int, progress: bool 
     sig_abs = [float(spec.sigma_abs(s).max()) for s in cfg.sigmas]
     ri = {role: slice(i * R, (i + 1) * R) for i, role in enumerate(roles)}
     snapshots = []
-    for T in sorted(cfg.steps):
+    for T in steps:
         W = snaps[T]
         maps = saliency_maps(W, xt, yt, test_idx.to(dev), cfg.activation, sig_abs, cfg.draws, cfg.ig_steps, cfg.seed,
                              cfg.max_points)
@@ -132,7 +145,8 @@ def run_unit(cfg: LooConfig, pool: dict, optimizer: str, n: int, progress: bool 
             acc = (forward([w[ri["S"]] for w in W], acc_x.expand(R, -1, -1), cfg.activation).argmax(2)
                    == acc_y).float().mean(1)
         snapshots.append({"T": T, "measures": measures, "param_distance": pdist, "test_accuracy_S": acc.tolist(),
-                          "constants": network_constants(cfg, W, x, idx, lab, ri["S"])})
+                          "constants": dict(network_constants(cfg, W, x, idx, lab, ri["S"]),
+                                            B_trajectory=traj[T])})
     return {"optimizer": optimizer, "n": n, "replicas": [rp["info"] for rp in reps], "test_indices": test_idx.tolist(),
             "sigma_abs": sig_abs, "snapshots": snapshots, "train_seconds": t_train,
             "eval_seconds": time.time() - t0 - t_train}
@@ -143,7 +157,9 @@ def unit_key(cfg: LooConfig, optimizer: str, n: int) -> str:
     fields = {k: v for k, v in asdict(cfg).items() if k not in ("device", "max_points", "ns", "optimizers")}
     if optimizer != "noisy_sgd":
         fields.pop("weight_noise")
-    return config_digest("loo-unit-v3", fields, optimizer, n, torch.device(cfg.device).type)
+    if not fields["epochs"]:  # without the fixed-epoch arm a unit is what it was before the field existed
+        fields.pop("epochs")
+    return config_digest("loo-unit-v4", fields, optimizer, n, torch.device(cfg.device).type)
 
 
 def run(cfg: LooConfig, out: Path, progress: bool = True) -> dict:
@@ -158,7 +174,9 @@ def run(cfg: LooConfig, out: Path, progress: bool = True) -> dict:
             raise UserError(f"n = {n} needs {need} training images (S, a disjoint S2 and {cfg.outlier_pool + 1} fresh "
                             f"draws); the pool has {len(pool['x_train'])}")
     cache = UnitCache(out)
-    C = netbounds.input_norm_bound(pool["x_train"])
+    # C bounds every input the theorems meet: the training samples (S, S' and the replacements) and the test
+    # points x at which Theorem 5's saliency constant L′ is used
+    C = max(netbounds.input_norm_bound(pool["x_train"]), netbounds.input_norm_bound(pool["x_test"]))
     units, reused = [], 0
     todo = [(o, n) for o in cfg.optimizers for n in sorted(cfg.ns)]
     bar = tqdm(todo, desc="units (optimizer, n)", disable=bar_disabled(progress))

@@ -63,7 +63,7 @@ def split_stability_figures(results: dict, out: Path) -> list[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for ax, quantity in zip(axes, ("stability", "fidelity")):
             for meth in methods:
-                # one curve per bound: the certified constants with the ledger's corrected form for the
+                # one curve per bound: Remark 4's constants with the ledger's corrected form for the
                 # stability theorems, the printed Proposition 7 for fidelity (all variants are in bounds.csv)
                 want = ("remark4", "corrected") if quantity == "stability" else ("layer-norms", "printed")
                 rs = sorted((r for r in rows if r["method"] == meth and r["quantity"] == quantity

@@ -137,7 +137,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     bar.close()
 
     # ---- network constants for the bounds (one record per network)
-    const_key = config_digest("constants-v2", [r["key"] for r in split_records])
+    const_key = config_digest("constants-v3", [r["key"] for r in split_records])
     constants = cache.get(const_key, valid=lambda v: isinstance(v, list) and len(v) == 2 * cfg.pairs
                           and all(isinstance(c, dict) and {"B", "C", "L_emp", "beta_emp"} <= c.keys() for c in v))
     if constants is None:
