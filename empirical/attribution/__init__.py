@@ -49,7 +49,8 @@ from empirical.attribution._checks import SaliencyFn  # noqa: F401
 from empirical.attribution.cam import UPSAMPLE, gradcam  # noqa: F401
 from empirical.attribution.dispatch import METHODS, saliency  # noqa: F401
 from empirical.attribution.engine import draw_noise  # noqa: F401
-from empirical.attribution.gradient import vanilla_gradient  # noqa: F401
+from empirical.attribution.gradient import input_x_gradient, vanilla_gradient  # noqa: F401
 from empirical.attribution.integrated_gradients import RULES, ig_quadrature, integrated_gradients  # noqa: F401
 from empirical.attribution.memory import max_batch_for_memory, shrink_to_fit  # noqa: F401
-from empirical.attribution.noise_tunnel import BASES, smoothed, smoothgrad  # noqa: F401
+from empirical.attribution.noise_tunnel import BASES, NT_TYPES, smoothed, smoothgrad  # noqa: F401
+from empirical.attribution.sigma import SIGMA_MAX, sigma_abs, sigma_rel  # noqa: F401

@@ -54,8 +54,9 @@ def explain_fn(model: nn.Module, method: str, cfg: SmoothingStudyConfig):
             return saliency.vanilla_gradient(model, x, target, max_batch=cfg.max_batch)
         if method == "ig":
             return saliency.integrated_gradients(model, x, target, steps=cfg.ig_steps, max_batch=cfg.max_batch)
-        return saliency.smoothgrad(model, x, target, sigma=cfg.sg_sigma, n_draws=cfg.sg_draws, seed=cfg.seed,
-                                   ids=ids, max_batch=cfg.max_batch)
+        # x is in pixel space [0, 1]: the relative σ with pixel_range 1.
+        return saliency.smoothgrad(model, x, target, sigma=cfg.sg_sigma, pixel_range=1.0, n_draws=cfg.sg_draws,
+                                   seed=cfg.seed, ids=ids, max_batch=cfg.max_batch)
     return explain
 
 
