@@ -36,10 +36,13 @@ def _check_max_batch(max_batch) -> int | None:
 
 def _check_target(x: torch.Tensor, target) -> tuple[torch.Tensor, int]:
     """(target as a long tensor [N] on x's device, its largest class). Accepted, as in Captum: an int (one class
-    for every image), a 0-d or one-element integer tensor (the same), a list of N ints, an integer tensor [N].
+    for every image), a 0-d or one-element integer tensor (the same), a list of N ints, an integer tensor [N],
+    or None for a model with one output per example ([N] or [N, 1]; then the largest class returned is -1).
     Whether the class exists is checked on the first forward's logits (:func:`_logits_at`): learning K here
     would cost an extra forward per call."""
     n = x.shape[0]
+    if target is None:  # Captum: a model with one output per example needs no target; -1 marks that case
+        return torch.zeros(n, dtype=torch.long, device=x.device), -1
     if isinstance(target, (list, tuple)) and all(isinstance(t, numbers.Integral) and not isinstance(t, bool)
                                                  for t in target):
         if len(target) != n:
@@ -63,7 +66,13 @@ def _check_target(x: torch.Tensor, target) -> tuple[torch.Tensor, int]:
 
 def _logits_at(out, n: int, hi: int | None, target: torch.Tensor) -> torch.Tensor:
     """out[i, target[i]], after checking that ``out`` is [n, K] logits with K > hi, the largest target (an
-    out-of-range gather on CUDA is a device-side assert that kills the process, not an error message)."""
+    out-of-range gather on CUDA is a device-side assert that kills the process, not an error message).
+    ``hi == -1`` (target None): ``out`` must hold one value per example, [n] or [n, 1]."""
+    if hi == -1:
+        if isinstance(out, torch.Tensor) and tuple(out.shape) in ((n,), (n, 1)):
+            return out.reshape(n)
+        raise UserError(f"target=None needs a model with one output per example ([N] or [N, 1]); on {n} image(s) "
+                        f"it returned {_shape(out)}: pass target (an int, a list or a tensor [N])")
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n:
         raise UserError(f"the model must map x [N, ...] to logits [N, K]; on {n} image(s) it returned {_shape(out)}")
     if hi is not None and hi >= out.shape[1]:

@@ -44,14 +44,15 @@ def _target_grad(model: nn.Module, points: torch.Tensor, target: torch.Tensor, h
     return grad
 
 
-def _target_logits(packed, x: torch.Tensor, target: torch.Tensor, max_batch: int | None) -> torch.Tensor:
+def _target_logits(packed, x: torch.Tensor, target: torch.Tensor, max_batch: int | None,
+                   hi: int | None = None) -> torch.Tensor:
     """f_{target[i]}(x[i]) for packed points x [N, ...] (``packed``: an ``inputs.Packed``)."""
     step, n = max_batch or x.shape[0], x.shape[0]
     out = []
     with torch.no_grad():
         for lo in range(0, n, step):
             rows = torch.arange(lo, min(lo + step, n), device=x.device)
-            out.append(_logits_at(packed.forward(x[lo:lo + step], rows), len(rows), None, target[lo:lo + step]))
+            out.append(_logits_at(packed.forward(x[lo:lo + step], rows), len(rows), hi, target[lo:lo + step]))
     return torch.cat(out)
 
 

@@ -103,5 +103,5 @@ def integrated_gradients(model: nn.Module, inputs, target=None, baselines=None, 
         ig, _ = _engine(x, evaluate, 1, len(alphas), max_batch)
         if not delta:
             return packed.maps(ig)
-        gap = _target_logits(packed, x, target, max_batch) - _target_logits(packed, x0, target, max_batch)
+        gap = _target_logits(packed, x, target, max_batch, hi) - _target_logits(packed, x0, target, max_batch, hi)
     return packed.maps(ig), ig.flatten(1).sum(1) - gap

@@ -122,13 +122,15 @@ def smoothed(fn: SaliencyFn, x: torch.Tensor, target, sigma=None, n_draws: int |
     max_batch = _check_max_batch(_alias("internal_batch_size", internal_batch_size, "max_batch", max_batch, None))
     clip = _check_clip(clip)
     noise = Packed(fn, x).noise(noise, n_draws)
+    given = target
     target, _ = _check_target(x, target)
+    rows = (lambda n: None) if given is None else (lambda n: target[n])  # fn sees None if the caller passed None
     noisy = _Noisy(x, sig, noise, seed, ids, clip)
     if not bool((sig != 0).any()):
-        out = _plain_finish(_engine(x, lambda n, d, s: fn(x[n], target[n]), 1, 1, max_batch)[0], nt_type)
+        out = _plain_finish(_engine(x, lambda n, d, s: fn(x[n], rows(n)), 1, 1, max_batch)[0], nt_type)
         se = torch.zeros_like(out)
     else:
-        mean, m2 = _engine(x, lambda n, d, s: fn(noisy(n, d, s), target[n]), n_draws, 1, max_batch)
+        mean, m2 = _engine(x, lambda n, d, s: fn(noisy(n, d, s), rows(n)), n_draws, 1, max_batch)
         out, se = _finish(mean, m2, n_draws, nt_type), _stderr(m2, n_draws)
     return _returns(out, se if return_stderr else None, noisy.clipped if return_clipped else None)
 

@@ -100,27 +100,24 @@ def check_relative(sigma, name: str = "sigma") -> None:
 
 
 def _zip(a, b, n: int | None):
-    """Pair per-input values: a tuple gives one per input, anything else is shared by all ``n`` inputs."""
+    """Pair per-input values: for tuple inputs (``n`` of them) a tuple gives one value per input and anything
+    else is shared; for a single input (``n`` None) the values are taken whole (a (lo, hi) pixel range)."""
     if n is None:
         return [(a, b)]
-    aa = list(a) if isinstance(a, (tuple, list)) and not _is_pair(a) else [a] * n
-    bb = list(b) if isinstance(b, (tuple, list)) and not _is_pair(b) else [b] * n
+    aa = list(a) if isinstance(a, (tuple, list)) else [a] * n
+    bb = list(b) if isinstance(b, (tuple, list)) else [b] * n
     if len(aa) != n or len(bb) != n:
         raise UserError(f"per-input sigma/stdevs/pixel_range must have one entry per input ({n}), got "
                         f"{len(aa)} and {len(bb)}")
     return list(zip(aa, bb))
 
 
-def _is_pair(v) -> bool:
-    """A (lo, hi) pixel range: two plain numbers (a tuple of tensors or of per-input values is not)."""
-    return len(v) == 2 and all(isinstance(u, numbers.Real) for u in v)
-
-
 def resolve(sigma, stdevs, pixel_range, n_inputs: int | None):
     """The absolute σ the engine adds, from exactly one of ``sigma`` (relative) and ``stdevs`` (absolute,
     Captum's name). ``n_inputs``: None for a single tensor input, else the tuple's length (then each of sigma,
     stdevs, pixel_range is one value for all inputs or a tuple with one per input). A relative σ above
-    SIGMA_MAX is an error; so is an absolute one when ``pixel_range`` is given (else the range is unknown)."""
+    SIGMA_MAX is an error; so is an absolute one when ``pixel_range`` is given (else the range is unknown). For
+    tuple inputs a tuple ``pixel_range`` holds one width per input, not a (lo, hi) pair."""
     if (sigma is None) == (stdevs is None):
         raise UserError("pass the noise level as exactly one of sigma (fraction of the pixel range) and stdevs "
                         f"(absolute, model-input units); got sigma={sigma!r}, stdevs={stdevs!r}")

@@ -1,0 +1,342 @@
+"""Captum compatibility: our engine against Captum 0.9 (the oracle) on Captum's own test models and inputs.
+
+Mirrors Captum's tests (github.com/pytorch/captum, tests/attr/): test_integrated_gradients_basic.py (IG on
+batched single, tuple and multi-argument inputs, every approximation method, multiply_by_inputs, and
+NoiseTunnel's smoothgrad / smoothgrad_sq / vargrad), test_saliency.py (abs both ways, under NoiseTunnel too),
+test_input_x_gradient.py, layer/test_grad_cam.py (a conv layer and a non-conv layer, relu_attributions; the
+expected values [[400.0]] and [[11.25, 13.5], [20.25, 22.5]] are copied from there as data). The models are
+Captum's, from ``captum.testing.helpers.basic_models`` (the module those tests import), in float64; the
+inputs follow those tests' batched inputs. Expected maps are computed by Captum in the test, with every
+target form (int, 0-d tensor, list, [N] tensor), tuple inputs and ``additional_forward_args``.
+
+Noise: Captum draws with ``torch.normal`` and cannot be seeded to our counter-based draws, so its
+``NoiseTunnel._add_noise_to_input`` is patched to add OUR draws σ·ε (the same [N, nt_samples, ...]
+image-major layout); both sides then average the same points and must agree to rounding.
+
+Tolerance (all comparisons): both sides in float64. A map element is a sum of at most K = n_steps ·
+nt_samples ≤ 32 products, accumulated in different orders; each order errs by at most K · eps64 · Σ|terms|,
+and on these O(1)-weight models Σ|terms| stays within 10³ of the largest map value (a generous cancellation
+allowance), so atol = 2 · 32 · 2.2e-16 · 10³ · max|map| ≈ 1.4e-11 · max|map|, written below as
+1e-10 · (1 + max|map|). A wrong map (a missing (x − x0) factor, a wrong target, another draw) differs at
+O(1) relative. Two additions where Captum rounds: (1) Captum casts IG's step sizes to float32
+(``torch.tensor(step_sizes).float()`` in captum/attr/_core/integrated_gradients.py), so its IG is off by
+Σ_s |w_s − fl32(w_s)| · |∇f(path_s) ⊙ (x − x0)| per element, which the test computes exactly
+(:func:`captum_weight_error`; zero for the Riemann rules with 4 or 8 steps, whose weights 1/4, 1/8 are exact
+in float32, so the NoiseTunnel IG cases use those); (2) VarGrad: Captum forms E[a²] − E[a]², which cancels:
+its error is up to 4 · K · eps64 · max E[a²], added to the atol there.
+"""
+import pytest
+import torch
+
+from empirical.attribution import (
+    draw_noise,
+    gradcam,
+    ig_quadrature,
+    input_x_gradient,
+    integrated_gradients,
+    smoothed,
+    smoothgrad,
+    vanilla_gradient,
+)
+from empirical.errors import UserError
+
+pytest.importorskip("captum.attr")
+from captum.attr import (  # noqa: E402
+    InputXGradient,
+    IntegratedGradients,
+    LayerGradCam,
+    NoiseTunnel,
+    Saliency,
+)
+from captum.testing.helpers.basic_models import (  # noqa: E402
+    BasicModel4_MultiArgs,
+    BasicModel_ConvNet_One_Conv,
+    BasicModel_MultiLayer,
+    BasicModel_MultiLayer_MultiInput,
+)
+
+D64 = torch.float64
+EPS64 = torch.finfo(D64).eps
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+def _tuple(v):
+    return v if isinstance(v, tuple) else (v,)
+
+
+def assert_close(ours, theirs, extra=0.0, bound=None):
+    """|ours − theirs| ≤ 1e-10 · (1 + max|theirs|) + extra (+ the elementwise ``bound``): module docstring."""
+    ours, theirs = _tuple(ours), _tuple(theirs)
+    bound = _tuple(bound) if bound is not None else (0.0,) * len(ours)
+    assert len(ours) == len(theirs) == len(bound)
+    for a, b, e in zip(ours, theirs, bound):
+        b = b.detach()
+        assert a.shape == b.shape and a.dtype == b.dtype
+        atol = 1e-10 * (1 + float(b.abs().max())) + extra
+        assert bool(((a - b).abs() <= atol + e).all()), float(((a - b).abs() - e).max())
+
+
+def captum_weight_error(model, inputs, target, baselines, n_steps, method, extra, multiply_by_inputs):
+    """Per element, Σ_s |w_s − fl32(w_s)| · |∇f(x0 + α_s (x − x0))| (⊙ |x − x0| when multiplying by inputs):
+    what Captum's float32 step sizes change in IG (a tuple, per input)."""
+    alphas, w = ig_quadrature(n_steps, method)
+    dw = (w - w.float().double()).abs()
+    parts, bases = _tuple(inputs), _tuple(baselines)
+    bases = tuple(torch.as_tensor(b, dtype=D64).expand_as(p) for p, b in zip(parts, bases * len(parts)))
+    total = [torch.zeros_like(p) for p in parts]
+    for a, e in zip(alphas.tolist(), dw.tolist()):
+        if e == 0:
+            continue
+        pts = tuple(b + a * (p - b) for p, b in zip(parts, bases))
+        g = _tuple(vanilla_gradient(model, pts if isinstance(inputs, tuple) else pts[0], target, abs=True,
+                                    additional_forward_args=extra))
+        for i, (p, b) in enumerate(zip(parts, bases)):
+            total[i] += e * g[i] * ((p - b).abs() if multiply_by_inputs else 1)
+    return tuple(total)
+
+
+# --------------------------------------------------------------------------- Captum's models and inputs
+def multilayer():
+    return BasicModel_MultiLayer().double()
+
+
+# test_integrated_gradients_basic.py's batched inputs (three samples, three features)
+X = torch.tensor([[1.5, 2.0, 1.3], [0.5, 0.1, 2.3], [1.5, 2.0, 1.3]], dtype=D64)
+X1 = torch.tensor([[1.5, 2.1, 1.9], [0.5, 0.0, 0.7], [1.5, 2.1, 1.1]], dtype=D64)
+X2 = torch.tensor([[0.3, 1.9, 2.4], [0.5, 0.6, 2.1], [1.2, 2.1, 0.2]], dtype=D64)
+X3 = torch.tensor([[0.0, 1.7, 2.3], [3.0, 0.4, 0.3], [0.1, 0.2, 1.0]], dtype=D64)
+ADD = torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.5, -0.1], [0.2, 0.2, 0.2]], dtype=D64)
+
+# (model, inputs, additional_forward_args): one tensor; a tuple with a non-tensor extra argument (Captum's
+# `scale`); one tensor with a per-sample tensor extra argument (Captum repeats it per step / draw).
+CASES = {
+    "single": lambda: (multilayer(), X, None),
+    "tuple+scale": lambda: (BasicModel_MultiLayer_MultiInput().double(), (X1, X2, X3), (2,)),
+    "per-sample-arg": lambda: (multilayer(), X, (ADD,)),
+}
+TARGETS = {"int": 1, "0-d": torch.tensor(1), "list": [0, 1, 1], "[N]": torch.tensor([0, 1, 0])}
+
+
+def _clone(inputs):
+    """Captum marks its inputs as requiring grad (and warns if they do not): give it fresh copies that do."""
+    if isinstance(inputs, tuple):
+        return tuple(t.clone().requires_grad_() for t in inputs)
+    return inputs.clone().requires_grad_()
+
+
+# --------------------------------------------------------------------------- Saliency, InputXGradient
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("abs_", [True, False])
+def test_saliency_matches_captum(case, target, abs_):
+    model, inputs, extra = CASES[case]()
+    t = TARGETS[target]
+    theirs = Saliency(model).attribute(_clone(inputs), target=t, abs=abs_, additional_forward_args=extra)
+    ours = vanilla_gradient(model, inputs, t, abs=abs_, additional_forward_args=extra)
+    assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_input_x_gradient_matches_captum(case, target):
+    model, inputs, extra = CASES[case]()
+    t = TARGETS[target]
+    theirs = InputXGradient(model).attribute(_clone(inputs), target=t, additional_forward_args=extra)
+    assert_close(input_x_gradient(model, inputs, t, additional_forward_args=extra), theirs)
+
+
+# --------------------------------------------------------------------------- Integrated Gradients
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle"])
+@pytest.mark.parametrize("multiply_by_inputs", [True, False])
+def test_integrated_gradients_matches_captum(case, method, multiply_by_inputs):
+    model, inputs, extra = CASES[case]()
+    base = tuple(0.1 * torch.ones_like(t[:1]) for t in inputs) if isinstance(inputs, tuple) else 0.25
+    kw = dict(baselines=base, n_steps=7, method=method, additional_forward_args=extra,
+              return_convergence_delta=True)
+    for t in TARGETS.values():
+        theirs, d_theirs = IntegratedGradients(model, multiply_by_inputs=multiply_by_inputs).attribute(
+            _clone(inputs), target=t, **kw)
+        ours, d_ours = integrated_gradients(model, inputs, t, multiply_by_inputs=multiply_by_inputs, **kw)
+        err = captum_weight_error(model, inputs, t, base, 7, method, extra, multiply_by_inputs)
+        assert_close(ours, theirs, bound=err)
+        assert_close(d_ours, d_theirs, bound=sum(e.flatten(1).sum(1) for e in err))
+
+
+def test_ig_broadcasts_baselines_as_captum():
+    """A [1, ...] baseline, a scalar and the full tensor give the same IG, as in Captum."""
+    model = multilayer()
+    b1 = torch.tensor([[0.2, -0.1, 0.4]], dtype=D64)
+    kw = dict(target=1, n_steps=8, method="riemann_middle")  # weights 1/8: exact in Captum's float32
+    theirs = IntegratedGradients(model).attribute(_clone(X), baselines=b1, **kw)
+    assert_close(integrated_gradients(model, X, baselines=b1, **kw), theirs)
+    assert_close(integrated_gradients(model, X, baselines=b1.expand(3, 3), **kw), theirs)
+    assert_close(integrated_gradients(model, X, baselines=b1[0], **kw), theirs)
+    theirs = IntegratedGradients(model).attribute(_clone(X), baselines=0.3, **kw)
+    assert_close(integrated_gradients(model, X, baselines=0.3, **kw), theirs)
+
+
+def test_target_none_on_a_one_output_model_with_extra_args():
+    """BasicModel4_MultiArgs returns one value per example (Captum's test_integrated_gradients_basic
+    multi-argument case): target None, a tensor and an int as additional_forward_args."""
+    model = BasicModel4_MultiArgs().double()
+    a = torch.tensor([[10.0, 20.0, 3.0], [3.0, 2.0, 14.0]], dtype=D64)
+    b = torch.tensor([[2.0, 1.0, 7.0], [0.5, 4.0, 1.0]], dtype=D64)
+    extra = (torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=D64), 1)
+    kw = dict(additional_forward_args=extra, n_steps=8, method="riemann_left")  # exact float32 weights
+    theirs = IntegratedGradients(model).attribute(_clone((a, b)), **kw)
+    assert_close(integrated_gradients(model, (a, b), **kw), theirs)
+    with pytest.raises(UserError, match=r"target=None needs a model with one output per example.*\[3, 2\]"):
+        vanilla_gradient(multilayer(), X, None)
+
+
+# --------------------------------------------------------------------------- NoiseTunnel
+def _inject(monkeypatch, scaled_noise):
+    """Captum adds our draws: one [N, n, ...] tensor per input, in input order."""
+    queue = list(scaled_noise)
+
+    def add(input, stdev, nt_samples_partition):
+        z = queue.pop(0)
+        queue.append(z)  # cycle, in case Captum calls again
+        return input.repeat_interleave(nt_samples_partition, dim=0) + z.reshape(-1, *input.shape[1:])
+    monkeypatch.setattr(NoiseTunnel, "_add_noise_to_input", staticmethod(add))
+
+
+BASES = {  # ours (base, kwargs) and Captum's method and its kwargs
+    "saliency_abs": ("vg", dict(abs=True), Saliency, dict(abs=True)),
+    "saliency_signed": ("vg", dict(abs=False), Saliency, dict(abs=False)),
+    "ig": ("ig", dict(n_steps=4, baselines=0.2, method="riemann_middle"), IntegratedGradients,
+           dict(n_steps=4, baselines=0.2, method="riemann_middle")),  # weights 1/4: exact in float32
+    "ixg": ("ixg", {}, InputXGradient, {}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("nt_type", ["smoothgrad", "smoothgrad_sq", "vargrad"])
+@pytest.mark.parametrize("base", BASES)
+def test_noise_tunnel_matches_captum_on_identical_noise(monkeypatch, case, nt_type, base):
+    model, inputs, extra = CASES[case]()
+    ours_base, ours_kw, captum_cls, captum_kw = BASES[base]
+    if base == "ig" and isinstance(inputs, tuple):
+        captum_kw = dict(captum_kw, baselines=(0.2,) * 3)
+    n, sd = 8, 0.3
+    parts = inputs if isinstance(inputs, tuple) else (inputs,)
+    eps = tuple(draw_noise(p, n, seed=5 + i) for i, p in enumerate(parts))
+    _inject(monkeypatch, [sd * e for e in eps])
+    t = [1, 0, 1]
+    theirs = NoiseTunnel(captum_cls(model)).attribute(
+        _clone(inputs), nt_type=nt_type, nt_samples=n, stdevs=sd, target=t, additional_forward_args=extra,
+        **captum_kw)
+    noise = eps if isinstance(inputs, tuple) else eps[0]
+    ours = smoothgrad(model, inputs, t, stdevs=sd, nt_samples=n, noise=noise, nt_type=nt_type, base=ours_base,
+                      additional_forward_args=extra, **ours_kw)
+    sq = max(float((o.detach() ** 2).max()) for o in (theirs if isinstance(theirs, tuple) else (theirs,)))
+    extra_tol = 4 * 32 * EPS64 * (sq + 1) if nt_type == "vargrad" else 0.0
+    assert_close(ours, theirs, extra_tol)
+
+
+def test_noise_tunnel_accepts_an_int_target_and_the_relative_sigma():
+    """sigma (fraction of the pixel range) with pixel_range w is stdevs = sigma · w; an int target is every
+    image's class; smoothed() takes the same forms."""
+    model = multilayer()
+    a = smoothgrad(model, X, 1, sigma=0.1, pixel_range=4.0, nt_samples=6, seed=3)
+    b = smoothgrad(model, X, torch.tensor([1, 1, 1]), stdevs=0.4, nt_samples=6, seed=3)
+    assert torch.equal(a, b)
+    c = smoothed(lambda p, t: vanilla_gradient(model, p, t), X, 1, stdevs=0.4, n_draws=6, seed=3)
+    assert torch.allclose(c, b, rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- LayerGradCam
+def conv_input(n=3):
+    return torch.arange(16 * n, dtype=D64).view(n, 1, 4, 4) / 4 - 3
+
+
+def test_layer_gradcam_reproduces_captums_expected_values():
+    """layer/test_grad_cam.py: test_simple_input_non_conv and test_simple_input_conv."""
+    net = BasicModel_MultiLayer()
+    got = gradcam(net, torch.tensor([[0.0, 100.0, 0.0]]), 0, net.linear0, upsample=None, relu_attributions=False)
+    assert torch.equal(got, torch.tensor([[400.0]]))
+    net = BasicModel_ConvNet_One_Conv()
+    got = gradcam(net, torch.arange(16, dtype=torch.float).view(1, 1, 4, 4), 0, net.conv1, upsample=None,
+                  relu_attributions=False)
+    assert torch.allclose(got, torch.tensor([[[[11.25, 13.5], [20.25, 22.5]]]]), rtol=0, atol=1e-5)  # float32
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("kind", ["conv", "conv_tuple", "non_conv"])
+def test_layer_gradcam_matches_captum(relu, target, kind):
+    t = TARGETS[target]
+    if kind == "non_conv":
+        model, inputs, layer = multilayer(), X, None
+        layer = model.linear0
+    else:
+        model = BasicModel_ConvNet_One_Conv().double()
+        layer = model.conv1
+        inputs = conv_input() if kind == "conv" else (conv_input(), 0.5 * conv_input().flip(-1))
+    theirs = LayerGradCam(model, layer).attribute(_clone(inputs), target=t, relu_attributions=relu)
+    ours = gradcam(model, inputs, t, layer, upsample=None, relu_attributions=relu)
+    assert_close(ours, theirs)
+
+
+# --------------------------------------------------------------------------- the door: names, ranks, σ, clip
+def test_old_names_are_aliases_and_both_at_once_is_an_error():
+    model = multilayer()
+    new = integrated_gradients(model, X, 1, baselines=0.1, n_steps=6, method="riemann_left", internal_batch_size=4)
+    old = integrated_gradients(model, X, 1, baseline=0.1, steps=6, rule="riemann_left", max_batch=4)
+    assert torch.equal(new, old)
+    with pytest.raises(UserError, match="pass n_steps or its alias steps, not both"):
+        integrated_gradients(model, X, 1, n_steps=6, steps=6)
+    assert torch.equal(smoothgrad(model, X, 1, sigma=0.2, nt_samples=3), smoothgrad(model, X, 1, sigma=0.2, n_draws=3))
+
+
+def test_rank_and_batch_errors_name_the_shape():
+    """Issue 15: one image without its batch dimension gave a torch shape error 16 frames deep."""
+    conv = BasicModel_ConvNet_One_Conv().double()
+    with pytest.raises(UserError, match=r"the model failed on inputs of shape \[3, 4, 4\].*batch first") as e:
+        vanilla_gradient(conv, conv_input()[:, 0], [0, 1, 1])  # the channel dim dropped
+    assert "\n" not in str(e.value)
+    model = multilayer()
+    with pytest.raises(UserError, match=r"logits \[N, K\]; on 3 image\(s\) it returned \[3, 1, 2\]"):
+        vanilla_gradient(model, X[:, None], [0, 1, 1])
+    with pytest.raises(UserError, match=r"x must be a floating tensor \[N, \.\.\.\].*got \[3\]"):
+        vanilla_gradient(model, X[0], 0)
+    with pytest.raises(UserError, match=r"batch size.*\[3, 3\], \[2, 3\]"):
+        vanilla_gradient(BasicModel_MultiLayer_MultiInput().double(), (X1, X2[:2], X3), 0,
+                         additional_forward_args=(1,))
+    with pytest.raises(UserError, match=r"list must hold one class per image \(3\), got 2"):
+        vanilla_gradient(model, X, [0, 1])
+
+
+@pytest.mark.parametrize("bad", [38.0, 1e6, 1.5])
+def test_relative_sigma_past_the_whole_range_is_an_error_naming_it(bad):
+    with pytest.raises(UserError, match=f"sigma = {bad!r} is more than 1 of the pixel range"):
+        smoothgrad(multilayer(), X, 1, sigma=bad, nt_samples=2)
+    with pytest.raises(UserError, match="stdevs / pixel_range"):
+        smoothgrad(multilayer(), X, 1, stdevs=bad * 2.0, pixel_range=2.0, nt_samples=2)
+
+
+def test_clipping_is_off_by_default_and_counted_when_on():
+    """Off: the model sees x + σε exactly (values far outside [0, 1] kept). On: each noisy value outside the
+    range is clamped and counted once per (image, draw), not once per IG path step."""
+    model = multilayer()
+    eps = draw_noise(X, 4, seed=1)
+    off = smoothgrad(model, X, 1, stdevs=0.5, nt_samples=4, noise=eps, base="ixg")
+    manual = sum(input_x_gradient(model, X + 0.5 * eps[:, d], 1) for d in range(4)) / 4
+    assert torch.allclose(off, manual, rtol=0, atol=1e-12)
+    lo, hi = 0.0, 2.0
+    _, clipped = smoothgrad(model, X, 1, stdevs=0.5, nt_samples=4, noise=eps, base="ig", n_steps=3,
+                            clip=(lo, hi), return_clipped=True)
+    noisy = X[:, None] + 0.5 * eps
+    assert torch.equal(clipped, ((noisy < lo) | (noisy > hi)).flatten(1).sum(1))
+    assert int(clipped.sum()) > 0
+    on = smoothgrad(model, X, 1, stdevs=0.5, nt_samples=4, noise=eps, base="ixg", clip=(lo, hi))
+    manual = sum(input_x_gradient(model, (X + 0.5 * eps[:, d]).clamp(lo, hi), 1) for d in range(4)) / 4
+    assert torch.allclose(on, manual, rtol=0, atol=1e-12)
