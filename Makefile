@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: setup data demo test theory ledger bench report clean
+.PHONY: setup data demo test test-portable theory ledger bench report clean
 
 setup: $(STAMP)
 	@$(BIN)/python scripts/get_data.py --soft
@@ -23,6 +23,10 @@ demo: setup data
 
 test: setup
 	$(BIN)/python -m pytest -q theory tests
+
+# The numerics-sensitive tests under every CPU kernel setting (instruction sets, 1 and 2 threads, MKL paths).
+test-portable: setup
+	PY=$(BIN)/python scripts/test_portable.sh
 
 theory: setup
 	$(BIN)/python -m pytest -q theory

@@ -13,13 +13,15 @@ rows per explain call (all images times 1, 2, 4, ... perturbations; Captum likew
 the saliency section). Checked: ours with Quantus's call sizes, both libraries explaining through
 :func:`batch_invariant` (fixed-size chunks), so that the same image gets the same map bits in either library
 whatever the batch it comes in. How far the timed run's scores sit from the checked ones is recorded
-(``timed_run_max_rel_diff``): the metrics divide by each map entry, so they amplify the maps' float rounding.
+(``timed_run_max_rel_diff``, information, not a check): the metrics divide by each map entry, so they amplify
+the maps' kernel-dependent float rounding without a useful bound.
 
 Checks, where the definitions agree:
 - Gini vs ``Sparseness``: Quantus scores ``|m|/max|m| + 1e-7``; ours on that same array must agree to 1e-6
   (the raw difference, from the 1e-7 offset, is recorded too).
 - RIS / ROS / RRS: on images whose perturbations never change the prediction (Quantus gives NaN otherwise),
-  relative agreement 1e-4 (float32).
+  relative agreement within the float32 rounding of the two 2-norms (``empirical.runtime.rounding``, ~2e-4
+  for 784 map entries), both against Quantus and between our checked and timed batchings on the same maps.
 - ROAD: Quantus records accuracy with the signed attribution ranked over one channel; ours with
   ``reduce_channels="none", signed=True, noise=0`` must give the same accuracy per percentage (exactly, up
   to 1e-12).
@@ -35,6 +37,7 @@ import torch
 from benchmarks.common import BenchConfig, build_model, candidates, sweep, timed_pair, with_floor
 from empirical import attribution as saliency
 from empirical import measures as quality
+from empirical.runtime import rounding
 
 
 def _quiet(fn, *a, **kw):
@@ -149,13 +152,27 @@ def metrics_section(cfg: BenchConfig, device) -> list[dict]:
         ours_v = res.score.cpu().numpy()
         keep = (res.n_excluded.cpu().numpy() == 0) & np.isfinite(q)
         rel = (np.abs(ours_v[keep] - q[keep]) / np.abs(q[keep])).max() if keep.any() else float("nan")
-        # how far the timed run's scores are from the checked ones: only the maps' rounding differs (other
-        # batch sizes, other kernels), amplified by the metrics' element-wise division by each map entry
+        # Both libraries score bit-identical maps and perturbations, and the element-wise parts of the
+        # definitions are correctly rounded everywhere: only the two 2-norms (map entries; input entries, logits
+        # or representation entries) may be summed in another order (empirical.runtime.rounding).
+        den_len = {"ris": x[0].numel(), "ros": int(model(x[:1]).numel()), "rrs": int(rep(x[:1]).numel())}[name]
+        tol = rounding.ratio_of_norms_rtol(maps[0].numel(), den_len)
+        # The timed run's batching with the same (batch-invariant) maps: the engine's batching must not change
+        # what is computed, only the norms' summation order.
+        same_maps = ours_call(explain, sw["best"]).score.cpu().numpy()
+        rebatched = float((np.abs(same_maps[keep] - ours_v[keep]) / np.abs(ours_v[keep])).max()) if keep.any() else 0.0
+        # How far the timed run's scores (natural batching: other maps' rounding) are from the checked ones:
+        # information only, not a check. The metrics divide by each map entry and by small differences, which
+        # amplify kernel-dependent rounding without bound (up to 63% between batch sizes seen on an H100).
         timed_v = timed_res.score.cpu().numpy()
         moved = float((np.abs(timed_v[keep] - ours_v[keep]) / np.abs(ours_v[keep])).max()) if keep.any() else 0.0
-        check = {"passed": bool(keep.any() and rel <= 1e-4), "max_rel_diff": float(rel), "tolerance": "1e-4 relative",
+        check = {"passed": bool(keep.any() and rel <= tol), "max_rel_diff": float(rel),
+                 "tolerance": f"{tol:.2g} relative (float32 rounding of two 2-norms, any summation order)",
                  "images_compared": int(keep.sum()),
                  "compared": "images whose perturbations never change the prediction (Quantus: NaN otherwise)",
+                 "timed_batching": {"passed": bool(rebatched <= tol), "max_rel_diff": rebatched,
+                                    "rows_per_call": sw["best"], "tolerance": tol,
+                                    "compared": "same maps, the timed run's rows per call vs Quantus's"},
                  "timed_run_max_rel_diff": moved}
         if keep.any() and not check["passed"]:
             check = with_floor(check, float(rel), moved, "max relative change of our own score between the "

@@ -36,6 +36,9 @@ returns ``(B,)``; there is no Python loop per resample. Seeded (``seed``) and si
 With the same seed a one-sample interval draws the same resample indices as
 ``scipy.stats.bootstrap(..., rng=np.random.default_rng(seed), n_resamples=B)`` and agrees with it
 (``tests/test_stats.py``).
+
+Length (~490 lines): one concept, the project's statistics standard; bootstrap, paired designs, verdict
+wording and power laws share the Summary record and the few-units rule, and splitting them would scatter it.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ CONFIDENCE = 0.95
 RESAMPLES = 10_000
 SEED = 0
 BCA_MIN_UNITS = 10  # below this, "auto" takes the expanded percentile interval (see the module docstring)
-METHODS = ("auto", "percentile", "expanded", "bca")
+INTERVAL_METHODS = ("auto", "percentile", "expanded", "bca")
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 
@@ -158,8 +161,8 @@ def _as_units(data) -> np.ndarray:
 def _check(confidence: float, method: str, resamples: int) -> None:
     if not (0 < confidence < 1):
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in INTERVAL_METHODS:
+        raise ValueError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
     if int(resamples) < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples!r}")
 

@@ -239,12 +239,22 @@ def test_topk_rejects_bad_k():
 
 
 # --------------------------------------------------------------------------- statistics
-def test_summarize_matches_scipy_t_interval():
-    v = [1.0, 2.0, 4.0, 7.0, 3.5]
-    s = summarize(v, 0.9)
-    lo, hi = sstats.t.interval(0.9, len(v) - 1, loc=np.mean(v), scale=sstats.sem(v))
-    assert s["n"] == 5 and s["mean"] == pytest.approx(3.5) and s["std"] == pytest.approx(np.std(v, ddof=1))
-    assert (s["ci_low"], s["ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
+def test_summarize_is_the_project_bootstrap_over_units():
+    # 12 units: BCa, the very draw scipy.stats.bootstrap makes with the same generator (empirical.stats)
+    v = [1.0, 2.0, 4.0, 7.0, 3.5, 0.5, 9.0, 2.5, 3.0, 1.5, 6.0, 2.2]
+    s = summarize(v, 0.9, unit="model pair")
+    ref = sstats.bootstrap((np.array(v),), np.mean, confidence_level=0.9, n_resamples=10_000, method="BCa",
+                           rng=np.random.default_rng(0)).confidence_interval
+    assert s["n"] == 12 and s["mean"] == pytest.approx(np.mean(v)) and s["std"] == pytest.approx(np.std(v, ddof=1))
+    # same resamples; scipy and we may order the quantile interpolation differently: 1e-9 of the spread
+    assert (s["ci_low"], s["ci_high"]) == (pytest.approx(ref.low, abs=1e-9), pytest.approx(ref.high, abs=1e-9))
+    assert s["method"] == "bootstrap BCa" and s["unit"] == "model pair"
+    # 5 units: the expanded percentile interval, wider than the plain percentile one (which undercovers)
+    few = summarize(v[:5])
+    plain = sstats.bootstrap((np.array(v[:5]),), np.mean, n_resamples=10_000, method="percentile",
+                             rng=np.random.default_rng(0)).confidence_interval
+    assert few["method"] == "bootstrap expanded percentile"
+    assert few["ci_low"] < plain.low and few["ci_high"] > plain.high
     assert all(isinstance(s[k], float) for k in ("mean", "std", "ci_low", "ci_high"))
     one = summarize(torch.tensor([2.0]))
     assert one["mean"] == 2.0 and math.isnan(one["std"]) and math.isnan(one["ci_low"])

@@ -2,6 +2,9 @@
 
 Tolerances: float64 throughout, so agreement with Captum is to rounding (atol 1e-12 for gradients, 1e-10
 for sums over path steps and draws); Monte-Carlo statements use margins of several standard errors.
+
+Length (>400 lines): one test module per engine (every attribution method against its oracle), so a
+method's tests and its Captum cross-checks sit together.
 """
 import doctest
 import importlib

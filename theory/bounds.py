@@ -20,6 +20,9 @@ compare with the paper:
   C-free term of ∂(∇_x f)/∂W_i; corrected L' = Γ_{k,1} + Γ_{k,0} C Σ_{i=1}^{k-1}Γ_{i,1}.
 - Theorem 6: SmoothGrad's Lipschitz constant in W is √(2/π)Γ_{k,1}C/σ (the paper's implied
   Γ_{k,1}C/σ without √(2/π)); and since Theorem 5 also holds for SmoothGrad, the factor is min(1, ·).
+
+Length (~430 lines): every bound of one paper in its two forms (float64 and log space) side by side, so a
+reader checks each log-space version against its literal twin on the same screen.
 """
 from __future__ import annotations
 

@@ -18,6 +18,9 @@ Findings, in short (details in each entry):
   always below 1 (only for σ > Γ_{k,1}/(2Γ_{k,0}ΣΓ_{i,1})).
 - Proposition 7 holds for smooth φ (SimpleGrad sharper with E||z||), but not for ReLU, which sec. 3.1
   admits: the input gradient jumps and the fidelity error stays ≥ 1/2 as σ → 0.
+
+Length (~1100 lines): one ledger section per paper (Ye & Farnia, all its numbered results); each claim's
+statement, check and counterexample stay together, as the ledger prints them.
 """
 from __future__ import annotations
 

@@ -19,6 +19,9 @@ Findings, in short (details in each entry):
   |F(x') - F(x)| at all: it can be positive with F(x') = F(x). Completeness gives the reverse:
   Delta_IG >= |F(x') - F(x)|.
 - eq. 8 (SG) as printed fails; it holds with the per-noise-sample output changes.
+
+Length (~820 lines): one ledger section per paper section (here sec. 3.1 and appendices F, H); each claim's
+statement, check and counterexample stay together, as the ledger prints them.
 """
 from __future__ import annotations
 

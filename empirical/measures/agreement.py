@@ -12,7 +12,7 @@ Agreement between two maps (Ye & Farnia 2025, AISTATS, "Gaussian smoothing in sa
 - :func:`topk_intersection`, :func:`topk_iou`: overlap of the k most salient pixels; sec. 5.3 uses
   "top-k mIoU" with k = 500 (the mean over images of :func:`topk_iou`).
 
-Statistics: :func:`summarize` (mean, std, t-interval) and :func:`fit_power_law` (log-log exponent).
+Statistics: :func:`summarize` (mean, std, bootstrap interval over units via :mod:`empirical.stats`) and :func:`fit_power_law` (log-log exponent).
 
 The quality of one map (Gini, RIS/ROS/RRS, ROAD) lives in :mod:`empirical.measures`.
 
@@ -261,14 +261,17 @@ def _as_float_array(values, name: str) -> np.ndarray:
     return arr
 
 
-def summarize(values, confidence: float = 0.95) -> dict:
-    r"""Mean, sample std (ddof = 1), n, and the t-interval of the mean, as a dict of plain numbers.
+def summarize(values, confidence: float = 0.95, unit: str = "unit") -> dict:
+    r"""Mean, sample std (ddof = 1), n, and the project's bootstrap interval of the mean, as plain numbers.
 
-    ``ci_low, ci_high`` :math:`= \bar v \mp t_{(1+\gamma)/2,\,n-1}\, s/\sqrt n` (Student's t, scipy.stats.t),
-    which assumes independent values (average per-image values within a pair first if pairs are the unit).
-    With n = 1 the std, sem and interval are NaN (undefined), not 0. Also returns ``sem`` and ``confidence``.
+    One statistics standard across the project (:mod:`empirical.stats`, docs/statistics.md): the values are
+    independent *units* (model pairs, replicas, seeds: average per-image values within a unit first), and the
+    interval is a bootstrap over them — expanded percentile below 10 units, BCa from 10 — not a t-interval,
+    because the per-unit values here (stability errors, leave-one-out distances) are skewed and heavy-tailed.
+    With n = 1 the std, sem and interval are NaN (undefined), not 0. Also returns ``sem``, ``confidence``,
+    ``method`` (the interval's name) and ``unit``.
     """
-    from scipy import stats
+    from empirical import stats
 
     if not (isinstance(confidence, (int, float)) and 0 < confidence < 1):
         raise UserError(f"confidence must be in (0, 1), got {confidence!r}")
@@ -276,15 +279,11 @@ def summarize(values, confidence: float = 0.95) -> dict:
     n = v.size
     if n == 0:
         raise UserError("summarize needs at least one value, got none")
-    mean = float(v.mean())
-    if n < 2:
-        nan = float("nan")
-        return {"mean": mean, "std": nan, "sem": nan, "n": 1, "ci_low": nan, "ci_high": nan, "confidence": confidence}
-    std = float(v.std(ddof=1))
-    sem = std / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
-    return {"mean": mean, "std": std, "sem": sem, "n": int(n), "ci_low": mean - half, "ci_high": mean + half,
-            "confidence": confidence}
+    b = stats.summarize(v, unit=unit, confidence=confidence)
+    nan = float("nan")
+    std = float(v.std(ddof=1)) if n > 1 else nan
+    return {"mean": float(v.mean()), "std": std, "sem": std / math.sqrt(n) if n > 1 else nan, "n": int(n),
+            "ci_low": b.ci_low, "ci_high": b.ci_high, "confidence": confidence, "method": b.method, "unit": unit}
 
 
 def fit_power_law(x, y, confidence: float = 0.95) -> dict:

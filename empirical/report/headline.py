@@ -55,7 +55,7 @@ def _smoothing(res: Results) -> str:
     def words(label: str) -> str:  # "sparser (VG, IG, SG)" or "not significant (VG, SG), lose more (IG)"
         groups: dict[str, list[str]] = {}
         for c in by[label]:
-            groups.setdefault(c["verdict"], []).append(smoothing.METHODS[c["method"]])
+            groups.setdefault(c["verdict"], []).append(smoothing.LABELS[c["method"]])
         return ", ".join(f"{v} ({', '.join(ms)})" for v, ms in groups.items())
 
     L = [c[0] for c in smoothing._claims()]

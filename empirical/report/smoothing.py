@@ -18,7 +18,7 @@ from empirical.report.registry import Results, block
 GPU, EPS, SMALL = "smoothing_study-gpu/results.json", "smoothing_study-epsgrid-medium/results.json", \
     "smoothing_study-small/results.json"
 SEEDS = r"smoothing_study-medium(-seed\d+)?"
-METHODS = {"vg": "VG", "ig": "IG", "sg": "SG"}
+LABELS = {"vg": "VG", "ig": "IG", "sg": "SG"}
 FILTERS = ("M1", "M2", "G", "E", "NG")
 UNIT = "seed"
 # config fields that may differ between seed replicates (everything else must match)
@@ -86,13 +86,13 @@ def seed_facts(res: Results) -> dict:
         R = [rows(r) for _, _, r in runs]
         out = {"seeds": [s for s, _, _ in runs], "claims": []}
         for label, f, pos, neg in _claims():
-            for m in METHODS:
+            for m in LABELS:
                 v = [f(Ri, m) for Ri in R]
                 s = stats.summarize(v, unit=UNIT)
                 out["claims"].append({"label": label, "method": m, "values": v, "summary": s,
                                       "verdict": stats.verdict(s, pos, neg)})
         share = {}
-        for m in METHODS:
+        for m in LABELS:
             per = [[Ri[(f, m)]["dG"] / Ri[("A", m)]["dG"] for f in FILTERS] for Ri in R]
             share[m] = (per, stats.summarize([np.mean(p) for p in per], unit=UNIT))
         out["share"] = share
@@ -127,7 +127,7 @@ def smoothing_seeds(res: Results) -> str:
     body = []
     for c in f["claims"]:
         s = c["summary"]
-        body.append((c["label"] if c["method"] == "vg" else "", METHODS[c["method"]],
+        body.append((c["label"] if c["method"] == "vg" else "", LABELS[c["method"]],
                      *[md.num(v, 2, signed=True) for v in c["values"]], md.ci(s, 2, signed=True),
                      s.signs().text, c["verdict"]))
     s0 = f["claims"][0]["summary"]
@@ -146,7 +146,7 @@ def smoothing_gini_share(res: Results) -> str:
     out = []
     for m, (per, s) in f["share"].items():
         flat = [x for p in per for x in p]
-        out.append(f"{METHODS[m]}: the filters keep {md.span(flat, 2, sep='–')} of A's Gini gain over N (each filter "
+        out.append(f"{LABELS[m]}: the filters keep {md.span(flat, 2, sep='–')} of A's Gini gain over N (each filter "
                    f"and seed); mean over filters {md.ci(s, 2)} ({stats.ci_note(s)}).")
     return "\n".join("- " + x for x in out)
 
@@ -159,7 +159,7 @@ def _verdict_lists(res: Results) -> tuple[list[str], list[str]]:
         by.setdefault(c["label"], []).append(c)
     for label, cs in by.items():
         words = {c["verdict"] for c in cs}
-        text = f"{label}: " + ", ".join(f"{METHODS[c['method']]} {c['verdict']}" for c in cs)
+        text = f"{label}: " + ", ".join(f"{LABELS[c['method']]} {c['verdict']}" for c in cs)
         (held if "not significant" not in words else mixed).append(text)
     return held, mixed
 
@@ -230,20 +230,20 @@ def smoothing_epsgrid(res: Results) -> str:
     eps = sorted({e for e, _ in by})
     body = []
     for e in eps:
-        v = {m: by[(e, m)] for m in METHODS}
+        v = {m: by[(e, m)] for m in LABELS}
         body.append((f"{e:g}" + (" (N)" if e == 0 else ""),
                      f"{md.num(v['vg']['benign_accuracy'], 3)} / {md.num(v['vg']['robust_accuracy'], 2)}",
-                     " / ".join(md.num(v[m]["gini"], 3) for m in METHODS), md.num(v["vg"]["road_auc_morf"], 3),
+                     " / ".join(md.num(v[m]["gini"], 3) for m in LABELS), md.num(v["vg"]["road_auc_morf"], 3),
                      md.num(v["vg"]["ssim_noise_0.05"], 2), md.num(v["vg"]["log10_ros"], 2),
-                     " / ".join(md.num(v[m]["dRIS"], 2, signed=True) for m in METHODS)))
-    dris = {m: [by[(e, m)]["dRIS"] for e in eps if e > 0] for m in METHODS}
+                     " / ".join(md.num(v[m]["dRIS"], 2, signed=True) for m in LABELS)))
+    dris = {m: [by[(e, m)]["dRIS"] for e in eps if e > 0] for m in LABELS}
     return (f"`{src['command'].replace(' --device cpu', '').replace(' --out runs/smoothing_study-epsgrid-medium', '')}`"
             f" ({src['trained_and_evaluated_at']}; wall {md.seconds(src['wall_seconds'])}: training "
             f"{md.seconds(src['training_seconds'])}, evaluation {md.seconds(src['evaluation_seconds'])}).\n\n"
             + md.table(("ε", "benign / robust acc.", "Gini VG / IG / SG", "ROAD MoRF VG", "SSIM VG, noise 0.05",
                         "log10 ROS VG", "dRIS VG / IG / SG"), body)
             + "\n\n" + _acc_note(r) + " One seed: no CI, so no difference here is called significant. dRIS over "
-            "ε > 0: " + ", ".join(f"{METHODS[m]} {md.span(v, 2, signed=True)}" for m, v in dris.items()) + ".")
+            "ε > 0: " + ", ".join(f"{LABELS[m]} {md.span(v, 2, signed=True)}" for m, v in dris.items()) + ".")
 
 
 @block("smoothing-runs", SMALL, "smoothing_study-medium/source.json")

@@ -45,7 +45,7 @@ def assemble(cfg: LooConfig, units: list[dict], info: dict) -> dict:
             for ms in snap["measures"]:
                 v = np.asarray(ms["per_replica"])
                 per_rep[(o, n, T, ms["method"], ms["sigma"], ms["comparison"])] = v
-                st = metrics.summarize(v)
+                st = metrics.summarize(v, unit="replica")
                 scale = float(np.mean(ms["scale_per_replica"]))
                 rows.append({"optimizer": o, "n": n, "T": T, "method": ms["method"], "sigma": ms["sigma"],
                              "comparison": ms["comparison"], "mean": st["mean"], "std": st["std"],

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from empirical import cli
 from empirical.data import DATASETS
-from empirical.experiments.smoothing.config import METHODS, PAPER_REGIMES, REGIMES, SmoothingStudyConfig
+from empirical.experiments.smoothing.config import STUDY_METHODS, PAPER_REGIMES, REGIMES, SmoothingStudyConfig
 from empirical.experiments.smoothing.run import run
 from empirical.nets.models import ACTIVATIONS, MODELS
 from empirical.training.trainer import TrainConfig
@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--attack-steps", type=cli.positive_int, default=None, help="PGD steps in training (paper: 40; step ε/10)")
     ap.add_argument("--epochs", type=cli.positive_float, default=None, help="training epochs (paper: 50)")
     ap.add_argument("--train-images", type=cli.positive_int, default=None, help="training images used (default: all)")
-    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+    ap.add_argument("--methods", nargs="+", choices=STUDY_METHODS, default=list(STUDY_METHODS),
                     help="saliency methods evaluated: vg (vanilla gradient), ig (integrated gradients), sg (SmoothGrad)")
     ap.add_argument("--eval-images", type=cli.positive_int, default=None, help="correctly classified test images (paper: 1000)")
     ap.add_argument("--ig-steps", type=cli.positive_int, default=None,

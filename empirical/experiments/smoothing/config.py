@@ -29,7 +29,7 @@ for _name, (_flt, _adv) in list(REGIMES.items()):
 PAPER_REGIMES = ("N", "A", "M1", "M2", "G", "E", "NG")
 
 
-METHODS = ("vg", "ig", "sg")
+STUDY_METHODS = ("vg", "ig", "sg")  # the study's choices among attribution.METHODS
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class SmoothingStudyConfig:
     attack: str = "pgd"  # "pgd" or "fgsm" (FGSM with random start: the fast option)
     train_images: int | None = None  # None: the whole training set
     train: TrainConfig = field(default_factory=lambda: TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=50))
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = STUDY_METHODS
     eval_images: int = 1000  # correctly classified test images evaluated
     ig_steps: int = 32
     sg_sigma: float = 0.15  # SmoothGrad noise, fraction of the pixel range
@@ -83,9 +83,9 @@ class SmoothingStudyConfig:
         bad = [r for r in self.regimes if r not in REGIMES]
         if bad or not self.regimes:
             raise UserError(f"unknown regime(s) {bad or '(none)'}; valid: {', '.join(REGIMES)}")
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in self.methods if m not in STUDY_METHODS]
         if bad or not self.methods:
-            raise UserError(f"unknown method(s) {bad or '(none)'}; valid: {', '.join(METHODS)}")
+            raise UserError(f"unknown method(s) {bad or '(none)'}; valid: {', '.join(STUDY_METHODS)}")
         if self.attack not in ("pgd", "fgsm"):
             raise UserError(f"unknown attack {self.attack!r}; valid: pgd, fgsm")
         for name, v in (("eps", self.eps), ("robust eps", self.robust_eps), ("stability radius", self.stab_radius)):

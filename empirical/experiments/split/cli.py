@@ -23,7 +23,7 @@ import torch
 
 from empirical import cli
 from empirical.data import DATASETS
-from empirical.experiments.split.config import METHODS, PAPER_SIGMAS, SplitStabilityConfig
+from empirical.experiments.split.config import STUDY_METHODS, PAPER_SIGMAS, SplitStabilityConfig
 from empirical.experiments.split.run import run
 from empirical.nets.models import ACTIVATIONS, MODELS
 from empirical.training.trainer import OPTIMIZERS, TrainConfig
@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", choices=MODELS, default="lenet", help="network (default: lenet)")
     ap.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
                     help="activation; the bounds assume a smooth one (softplus, tanh). Default: relu")
-    ap.add_argument("--methods", nargs="+", choices=METHODS, default=["vg", "ig"],
+    ap.add_argument("--methods", nargs="+", choices=STUDY_METHODS, default=["vg", "ig"],
                     help="saliency maps; each is smoothed at every σ > 0 (vg → SmoothGrad). Default: vg ig")
     ap.add_argument("--pairs", type=cli.positive_int, default=None, help="independent pairs of disjoint splits (demo: 2)")
     ap.add_argument("--n", type=cli.positive_int, default=None, help="training images per split (demo: 10000; paper: half the training set)")

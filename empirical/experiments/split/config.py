@@ -11,7 +11,7 @@ from empirical.errors import UserError
 from empirical.nets import models
 from empirical.training.trainer import TrainConfig
 
-METHODS = ("vg", "ig", "gradcam", "gradcampp")
+STUDY_METHODS = ("vg", "ig", "gradcam", "gradcampp")  # among attribution.METHODS (σ > 0: SmoothGrad)
 
 
 PAPER_SIGMAS = tuple(round(0.05 * i, 2) for i in range(9))  # 0, 0.05, ..., 0.40 (Ye & Farnia Fig. 2)
@@ -46,9 +46,9 @@ class SplitStabilityConfig:
             raise UserError(f"unknown model {self.model!r}; valid: {', '.join(models.MODELS)}")
         if self.activation not in models.ACTIVATIONS:
             raise UserError(f"unknown activation {self.activation!r}; valid: {', '.join(models.ACTIVATIONS)}")
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in self.methods if m not in STUDY_METHODS]
         if bad or not self.methods:
-            raise UserError(f"unknown method(s) {bad or '(none)'}; valid: {', '.join(METHODS)}")
+            raise UserError(f"unknown method(s) {bad or '(none)'}; valid: {', '.join(STUDY_METHODS)}")
         if any(m.startswith("gradcam") for m in self.methods) and models.GRADCAM_LAYER[self.model] is None:
             raise UserError(f"Grad-CAM needs a convolutional model; {self.model!r} has no conv layer")
         for s in self.sigmas:

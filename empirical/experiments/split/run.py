@@ -214,7 +214,7 @@ def assemble(cfg: SplitStabilityConfig, records: list[dict], constants: list[dic
                          "topk_iou"):
                 per_pair = [float(torch.tensor(r["per_image"][name]).mean()) for r in rs]
                 pooled = torch.tensor([v for r in rs for v in r["per_image"][name]], dtype=torch.float64)
-                st = metrics.summarize(per_pair)
+                st = metrics.summarize(per_pair, unit="model pair")
                 row[name] = st["mean"]
                 row[f"{name}_std_images"] = float(pooled.std()) if len(pooled) > 1 else 0.0
                 row[f"{name}_std_pairs"] = st["std"]
