@@ -185,7 +185,9 @@ def evaluate_model(cfg: SmoothingStudyConfig, pm: PixelModel, x, y, ids, x_all, 
     for meth in cfg.methods:
         explain = explain_fn(pm, meth, cfg)
         maps = explain(x, y, ids)
-        common = dict(radius=cfg.stab_radius, n_samples=cfg.stab_samples, eps_min=cfg.eps_min, seed=cfg.seed, ids=ids)
+        # clip: x' stays an image of [0, 1] (the pixel-space model's inputs); the library's default is no clipping
+        common = dict(radius=cfg.stab_radius, n_samples=cfg.stab_samples, eps_min=cfg.eps_min, seed=cfg.seed, ids=ids,
+                      clip=(0.0, 1.0))
         # RIS, ROS, RRS on the same perturbations, each perturbed image explained once for all three. Every x'
         # is explained under its image's id: SmoothGrad gives x and x' the same noise draws (common random
         # numbers), so its scores measure the smoothed map's change, whatever the batch size
