@@ -3,8 +3,11 @@
 Mirrors Captum's tests (github.com/pytorch/captum, tests/attr/): test_integrated_gradients_basic.py (IG on
 batched single, tuple and multi-argument inputs, every approximation method, multiply_by_inputs, and
 NoiseTunnel's smoothgrad / smoothgrad_sq / vargrad), test_saliency.py (abs both ways, under NoiseTunnel too),
-test_input_x_gradient.py, layer/test_grad_cam.py (a conv layer and a non-conv layer, relu_attributions; the
-expected values [[400.0]] and [[11.25, 13.5], [20.25, 22.5]] are copied from there as data). The models are
+test_input_x_gradient.py, layer/test_grad_cam.py (a conv layer and a non-conv layer, relu_attributions).
+Expected values copied from those files as data: the basic config's gradients [0, 0, 0, 1, 1, 0] on inputs
+[1, 2, 3, 0, −1, 7] (test_saliency.py, test_input_x_gradient.py), IG [1.5], [−0.5] on Sundararajan et al.'s
+two example models (test_integrated_gradients_basic.py), Grad-CAM [[400.0]] and [[11.25, 13.5],
+[20.25, 22.5]] (layer/test_grad_cam.py); every other expectation is Captum's output. The models are
 Captum's, from ``captum.testing.helpers.basic_models`` (the module those tests import), in float64; the
 inputs follow those tests' batched inputs. Expected maps are computed by Captum in the test, with every
 target form (int, 0-d tensor, list, [N] tensor), tuple inputs and ``additional_forward_args``.
@@ -49,6 +52,9 @@ from captum.attr import (  # noqa: E402
     Saliency,
 )
 from captum.testing.helpers.basic_models import (  # noqa: E402
+    BasicModel,
+    BasicModel2,
+    BasicModel3,
     BasicModel4_MultiArgs,
     BasicModel_ConvNet_One_Conv,
     BasicModel_MultiLayer,
@@ -132,6 +138,17 @@ def _clone(inputs):
 
 
 # --------------------------------------------------------------------------- Saliency, InputXGradient
+def test_saliency_and_input_x_gradient_on_captums_basic_config():
+    """test_saliency.py / test_input_x_gradient.py `_get_basic_config`: BasicModel f(x) = 1 − ReLU(1 − x) on six
+    scalar samples [1, 2, 3, 0, −1, 7] (a 1-D batch, target None: one output per example); Captum's expected
+    gradients [0, 0, 0, 1, 1, 0] (1 where x < 1), and InputXGradient their product with the input."""
+    x = torch.tensor([1.0, 2.0, 3.0, 0.0, -1.0, 7.0])
+    grads = torch.tensor([-0.0, -0.0, -0.0, 1.0, 1.0, -0.0])
+    for abs_ in (True, False):
+        assert torch.equal(vanilla_gradient(BasicModel(), x, abs=abs_), grads.abs() if abs_ else grads)
+    assert torch.equal(input_x_gradient(BasicModel(), x), grads * x)
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("abs_", [True, False])
@@ -168,6 +185,24 @@ def test_integrated_gradients_matches_captum(case, method, multiply_by_inputs):
         err = captum_weight_error(model, inputs, t, base, 7, method, extra, multiply_by_inputs)
         assert_close(ours, theirs, bound=err)
         assert_close(d_ours, d_theirs, bound=sum(e.flatten(1).sum(1) for e in err))
+
+
+@pytest.mark.parametrize("model_cls", [BasicModel2, BasicModel3])
+def test_ig_multi_variable_expected_values_from_captum(model_cls):
+    """test_integrated_gradients_basic.py `_assert_multi_variable`: Sundararajan et al.'s two example models at
+    (x1, x2) = (3, 1) from the baseline (0, 0), one scalar sample per input, give IG [1.5] and [−0.5] (both
+    paths cross their kink at α = 1/2, so the integrals run over [1/2, 1]: 3 · 1/2 and −1 · 1/2). With the
+    midpoint rule on 4 steps (nodes 1/8, 3/8, 5/8, 7/8, weights 1/4: two nodes past the kink) the quadrature
+    is exact; Gauss-Legendre on 50 steps is within Captum's delta 0.05 of them and equals Captum's IG."""
+    inputs = (torch.tensor([3.0], dtype=D64), torch.tensor([1.0], dtype=D64))
+    a1, a2 = integrated_gradients(model_cls(), inputs, None, baselines=(0.0, 0.0), n_steps=4, method="riemann_middle")
+    assert a1.tolist() == [1.5] and a2.tolist() == [-0.5]
+    kw = dict(baselines=(0.0, 0.0), n_steps=50, method="gausslegendre")
+    ours = integrated_gradients(model_cls(), inputs, **kw)
+    assert abs(float(ours[0]) - 1.5) < 0.05 and abs(float(ours[1]) + 0.5) < 0.05
+    theirs = IntegratedGradients(model_cls()).attribute(_clone(inputs), **kw)
+    assert_close(ours, theirs, bound=captum_weight_error(model_cls(), inputs, None, (0.0, 0.0), 50, "gausslegendre",
+                                                         None, True))
 
 
 def test_ig_broadcasts_baselines_as_captum():
@@ -306,8 +341,12 @@ def test_rank_and_batch_errors_name_the_shape():
     model = multilayer()
     with pytest.raises(UserError, match=r"logits \[N, K\]; on 3 image\(s\) it returned \[3, 1, 2\]"):
         vanilla_gradient(model, X[:, None], [0, 1, 1])
-    with pytest.raises(UserError, match=r"x must be a floating tensor \[N, \.\.\.\].*got \[3\]"):
-        vanilla_gradient(model, X[0], 0)
+    with pytest.raises(UserError, match=r"x must be a floating tensor \[N, \.\.\.\].*got \[\] torch.float64"):
+        vanilla_gradient(model, X[0, 0], 0)
+    with pytest.raises(UserError, match=r"x must be a floating tensor \[N, \.\.\.\].*got \[3, 3\] torch.int64"):
+        vanilla_gradient(model, X.long(), 0)
+    with pytest.raises(UserError, match=r"logits \[N, K\]; on 3 image\(s\) it returned \[2\]"):
+        vanilla_gradient(model, X[0], 0)  # one sample without its batch dim: 3 scalars to a 3-feature model
     with pytest.raises(UserError, match=r"batch size.*\[3, 3\], \[2, 3\]"):
         vanilla_gradient(BasicModel_MultiLayer_MultiInput().double(), (X1, X2[:2], X3), 0,
                          additional_forward_args=(1,))

@@ -17,9 +17,9 @@ def _shape(v) -> str:
 
 
 def _check_x(x) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
-        raise UserError(f"x must be a floating tensor of shape [N, C, H, W] or [N, D], got "
-                        f"{_shape(x)} {getattr(x, 'dtype', '')}")
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or not x.is_floating_point():
+        raise UserError(f"x must be a floating tensor [N, ...] (batch first: [N, C, H, W], [N, D] or N scalars "
+                        f"[N]), got {_shape(x)} {getattr(x, 'dtype', '')}")
     if x.shape[0] < 1:
         raise UserError(f"x holds no images: shape {_shape(x)}")
 
@@ -82,7 +82,7 @@ def _logits_at(out, n: int, hi: int | None, target: torch.Tensor) -> torch.Tenso
 
 def _check_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
     """σ as a tensor broadcastable against one sample x[i] (per channel along dim 0 of the sample)."""
-    c = x.shape[1]
+    c = x.shape[1] if x.dim() > 1 else 1  # a batch of scalars [N]: one "channel"
     if isinstance(sigma, numbers.Real) and not isinstance(sigma, bool):
         s = float(sigma)
         if not math.isfinite(s) or s < 0:
@@ -95,6 +95,8 @@ def _check_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
     if not bool(torch.isfinite(vals).all()) or bool((vals < 0).any()):
         raise UserError(f"stdevs (absolute sigma) must be finite and >= 0 in every channel, got {vals.tolist()}")
     s = sigma.detach().to(device=x.device, dtype=x.dtype)
+    if s.dim() == 1 and x.dim() == 1:
+        return s.reshape(())
     return s.reshape((c,) + (1,) * (x.dim() - 2)) if s.dim() == 1 else s
 
 

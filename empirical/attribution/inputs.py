@@ -27,7 +27,8 @@ from empirical.attribution._checks import _check_baseline, _check_sigma, _shape
 from empirical.errors import UserError
 from empirical.nets.models import eval_mode as _eval_mode
 
-_RANK = "a floating tensor [N, ...] (batch first, then the sample's dims; one image is x[None] or x[i:i + 1])"
+_RANK = ("a floating tensor [N, ...] (batch first, then the sample's dims, none for N scalars as in Captum; one "
+         "image is x[None] or x[i:i + 1])")
 
 
 def _describe(parts) -> str:
@@ -47,9 +48,8 @@ class Packed:
             raise UserError("inputs is an empty tuple; pass a tensor [N, ...] or a tuple of them")
         for i, p in enumerate(parts):
             where = f"inputs[{i}]" if self.is_tuple else "x"
-            if not isinstance(p, torch.Tensor) or p.dim() < 2 or not p.is_floating_point():
-                raise UserError(f"{where} must be {_RANK} with at least 2 dims, got {_shape(p)} "
-                                f"{getattr(p, 'dtype', '')}".rstrip())
+            if not isinstance(p, torch.Tensor) or p.dim() < 1 or not p.is_floating_point():
+                raise UserError(f"{where} must be {_RANK}, got {_shape(p)} {getattr(p, 'dtype', '')}".rstrip())
             if p.shape[0] < 1:
                 raise UserError(f"{where} holds no samples: shape {_shape(p)}")
         n = parts[0].shape[0]
