@@ -42,6 +42,7 @@ from empirical.attribution import (
     vanilla_gradient,
 )
 from empirical.errors import UserError
+from empirical.nets.models import build
 
 pytest.importorskip("captum.attr")
 from captum.attr import (  # noqa: E402
@@ -271,7 +272,7 @@ def test_noise_tunnel_matches_captum_on_identical_noise(monkeypatch, case, nt_ty
         **captum_kw)
     noise = eps if isinstance(inputs, tuple) else eps[0]
     ours = smoothgrad(model, inputs, t, stdevs=sd, nt_samples=n, noise=noise, nt_type=nt_type, base=ours_base,
-                      additional_forward_args=extra, **ours_kw)
+                      additional_forward_args=extra, nt_samples_batch_size=3, **ours_kw)  # batching: any
     sq = max(float((o.detach() ** 2).max()) for o in (theirs if isinstance(theirs, tuple) else (theirs,)))
     extra_tol = 4 * 32 * EPS64 * (sq + 1) if nt_type == "vargrad" else 0.0
     assert_close(ours, theirs, extra_tol)
@@ -335,7 +336,7 @@ def test_old_names_are_aliases_and_both_at_once_is_an_error():
 def test_rank_and_batch_errors_name_the_shape():
     """Issue 15: one image without its batch dimension gave a torch shape error 16 frames deep."""
     conv = BasicModel_ConvNet_One_Conv().double()
-    with pytest.raises(UserError, match=r"the model failed on inputs of shape \[3, 4, 4\].*batch first") as e:
+    with pytest.raises(UserError, match=r"the model failed on inputs of shape \[3, 4, 4\]: RuntimeError: .*batch first") as e:
         vanilla_gradient(conv, conv_input()[:, 0], [0, 1, 1])  # the channel dim dropped
     assert "\n" not in str(e.value)
     model = multilayer()
@@ -352,6 +353,10 @@ def test_rank_and_batch_errors_name_the_shape():
                          additional_forward_args=(1,))
     with pytest.raises(UserError, match=r"list must hold one class per image \(3\), got 2"):
         vanilla_gradient(model, X, [0, 1])
+    # issue 15's case: one Fashion-MNIST image without its batch dim, to the project's LeNet
+    lenet = build("lenet", 1, 28, 10)
+    with pytest.raises(UserError, match=r"inputs of shape \[1, 28, 28\]: RuntimeError: .*x\[None\]"):
+        vanilla_gradient(lenet, torch.rand(4, 1, 28, 28)[0], torch.tensor([1]))
 
 
 @pytest.mark.parametrize("bad", [38.0, 1e6, 1.5])

@@ -81,13 +81,14 @@ class Packed:
         extra = tuple(a[rows] if ps and rows is not None else a for a, ps in zip(self.extra, self.per_sample))
         try:
             return self.model(*self.unpack(points), *extra)
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, UserError):
             raise
-        except (RuntimeError, TypeError, IndexError) as e:
+        except (RuntimeError, TypeError, IndexError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"the model failed on inputs of shape {_describe(self.parts)} (each must be {_RANK}"
-                            f"{', with additional_forward_args' if self.extra else ''}): "
-                            f"{type(e).__name__}: {first}") from e
+            raise UserError(f"the model failed on inputs of shape {_describe(self.parts)}"
+                            f"{' with additional_forward_args' if self.extra else ''}: {type(e).__name__}: {first}; "
+                            f"inputs must be batches [N, ...] with the batch first (one image: x[None] or "
+                            f"x[i:i + 1])") from e
 
     def at(self, rows: torch.Tensor):
         """A callable points → logits for the chunk whose points belong to images ``rows``."""

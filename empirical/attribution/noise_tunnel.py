@@ -146,7 +146,8 @@ def smoothgrad(model: nn.Module, inputs, target=None, sigma=None, n_draws: int |
                nt_type: str = "smoothgrad", nt_samples: int | None = None, stdevs=None, pixel_range=None,
                n_steps: int | None = None, method: str | None = None, baselines=None,
                internal_batch_size: int | None = None, abs: bool = False, multiply_by_inputs: bool = True,
-               additional_forward_args=None, clip=None, return_clipped: bool = False):
+               additional_forward_args=None, clip=None, return_clipped: bool = False,
+               nt_samples_batch_size: int | None = None):
     r"""SmoothGrad :math:`\mathbb{E}_z[\mathrm{Sal}(x + z)]`, :math:`z_c \sim N(0, \sigma_c^2)` (Ye & Farnia eq. 5;
     Smilkov et al. 2017), by Monte Carlo over ``n_draws`` draws; shape of ``inputs`` (Captum's ``NoiseTunnel``).
 
@@ -160,7 +161,10 @@ def smoothgrad(model: nn.Module, inputs, target=None, sigma=None, n_draws: int |
     :math:`\mathbb{E}_z[\mathrm{IG}_{x_0}(x + z)]` (``baselines``/``baseline``, ``n_steps``/``ig_steps`` (50),
     ``method``/``ig_rule`` ("gausslegendre"), ``multiply_by_inputs`` as in :func:`integrated_gradients`), or
     Input × Gradient at :math:`x + z` ("ixg").
-    Captum's names, our older ones as aliases: ``nt_samples``/``n_draws``, ``internal_batch_size``/``max_batch``.
+    Captum's names, our older ones as aliases: ``nt_samples``/``n_draws``, ``internal_batch_size``/``max_batch``
+    (rows per forward/backward); Captum's ``nt_samples_batch_size`` (draws per forward) is taken as
+    ``max_batch`` = nt_samples_batch_size · N · path steps when no row count is given (results do not depend
+    on the batching beyond float rounding).
     ``inputs``, ``target``, ``additional_forward_args``: as :func:`vanilla_gradient`.
     Noise: draw d of image i is seeded by (seed, ids[i], d) (:func:`draw_noise`; ``ids`` defaults to
     ``arange(N)``), so it does not depend on the batch or ``max_batch``, and two networks given the same
@@ -183,6 +187,9 @@ def smoothgrad(model: nn.Module, inputs, target=None, sigma=None, n_draws: int |
     ig_rule = _alias("method", method, "ig_rule", ig_rule, "gausslegendre")
     baselines = _alias("baselines", baselines, "baseline", baseline, None)
     max_batch = _check_max_batch(_alias("internal_batch_size", internal_batch_size, "max_batch", max_batch, None))
+    if nt_samples_batch_size is not None:
+        per = _positive_int("nt_samples_batch_size", nt_samples_batch_size)
+        max_batch = max_batch or per * _rows(inputs) * (ig_steps if base == "ig" else 1)
     packed = Packed(model, inputs, additional_forward_args)
     x = packed.x
     sig = packed.scale(resolve(sigma, stdevs, pixel_range, len(packed.parts) if packed.is_tuple else None))
@@ -221,6 +228,11 @@ def smoothgrad(model: nn.Module, inputs, target=None, sigma=None, n_draws: int |
     out = packed.maps(_finish(mean, m2, n_draws, nt_type))
     se = packed.maps(_stderr(m2, n_draws)) if return_stderr else None
     return _returns(out, se, noisy.clipped if return_clipped else None)
+
+
+def _rows(inputs) -> int:
+    first = inputs[0] if isinstance(inputs, (tuple, list)) and inputs else inputs
+    return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
 
 
 def _flat(packed: Packed, maps) -> torch.Tensor:
