@@ -41,7 +41,11 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, lambda v: v > 0, "a positive number")
+    return _number(text, float, lambda v: v > 0, "a finite number > 0")
+
+
+def nonnegative_float(text: str) -> float:
+    return _number(text, float, lambda v: v >= 0, "a finite number >= 0")
 
 
 def resolve_device(name: str) -> str:

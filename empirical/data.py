@@ -135,6 +135,10 @@ def load_fashion_mnist(root: Path | None = None) -> Dataset:
         yi = read_idx(_find(root, f"{prefix}-labels-idx1-ubyte"))
         if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
             raise UserError(f"Fashion-MNIST {split} files in {root} disagree: images {xi.shape}, labels {yi.shape}")
+        side = FASHION_MNIST.size
+        if xi.shape[1:] != (side, side):  # checked here, not as a shape error deep in the first layer
+            raise UserError(f"Fashion-MNIST {split} images in {root} are {xi.shape[1]}×{xi.shape[2]} pixels; the data "
+                            f"set declares {side}×{side} (other IDX data: a data set of its own, not --data-root)")
         if yi.max(initial=0) >= 10:
             raise UserError(f"Fashion-MNIST {split} labels in {root} out of range 0..9 (max {yi.max()})")
         parts[split] = (torch.from_numpy(xi.copy()).unsqueeze(1), torch.from_numpy(yi.astype(np.int64)))
@@ -221,9 +225,57 @@ def load(name: str, root: Path | str | None = None, image_size: int = 64) -> Dat
     return load_image_folder(root, image_size)
 
 
-def to_model_input(spec: DatasetSpec, x_uint8: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """uint8 [N,C,H,W] → float32 normalised network input on `device`."""
-    return spec.normalize(x_uint8.to(device).float().div_(255.0))
+def check_pixels(x: torch.Tensor, x_min: float = 0.0, x_max: float = 1.0, what: str = "images") -> None:
+    """Raise a one-line UserError unless ``x`` can be read as images of the pixel range [x_min, x_max].
+
+    Unsigned integer images (uint8, uint16, ...) are read as 0..dtype max and scaled by that range; float images
+    are taken as given and must already lie in [x_min, x_max] (a float image in 0..255 is the usual mistake: it
+    is named, never silently divided). Signed integers are refused: an int64 tensor of 0..255 (what
+    ``torch.tensor(list)`` builds) would be scaled by 2^63 to nothing. Costs one min/max pass: call it once,
+    at the door, not per batch."""
+    if not isinstance(x, torch.Tensor):
+        raise UserError(f"{what} must be a tensor, got {type(x).__name__}")
+    if x.dtype == torch.bool or (not x.dtype.is_floating_point and not _unsigned(x.dtype)):
+        raise UserError(f"{what} of dtype {x.dtype}: give uint8 (0..255) or floats in the pixel range "
+                        f"[{x_min:g}, {x_max:g}]")
+    if not x.dtype.is_floating_point or x.numel() == 0:
+        return
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise UserError(f"{what} hold {bad} NaN/inf value(s) of {x.numel()}; pixels must be finite in "
+                        f"[{x_min:g}, {x_max:g}]")
+    lo, hi = float(x.min()) + 0.0, float(x.max()) + 0.0  # + 0.0: print -0.0 as 0
+    if lo < x_min or hi > x_max:
+        hint = " (0..255 images: divide by 255 or pass uint8)" if hi > 1.5 * x_max else ""
+        raise UserError(f"{what} (float) have values in [{lo:.4g}, {hi:.4g}], outside the data set's declared "
+                        f"pixel range [{x_min:g}, {x_max:g}]{hint}")
+
+
+def _unsigned(dtype: torch.dtype) -> bool:
+    return dtype in (torch.uint8, getattr(torch, "uint16", None), getattr(torch, "uint32", None),
+                     getattr(torch, "uint64", None))
+
+
+def pixel_scale(dtype: torch.dtype) -> float:
+    """Divisor that maps images of ``dtype`` to [0, 1]: the dtype's range for unsigned integers, 1 for floats."""
+    return 1.0 if dtype.is_floating_point else float(torch.iinfo(dtype).max)
+
+
+def as_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Images (uint8 or float, already checked by :func:`check_pixels`) → float32 in pixel units, always a new
+    tensor: the caller's is never written into."""
+    if x.dtype.is_floating_point:
+        return x.to(torch.float32, copy=True)
+    return x.to(torch.float32).div_(pixel_scale(x.dtype))
+
+
+def to_model_input(spec: DatasetSpec, x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Images [N,C,H,W] → float32 normalised network input on `device`; ``x`` is left unchanged.
+
+    ``x``: uint8 (0..255, scaled by 1/255; other unsigned integer types by their dtype's range) or float
+    already in the spec's pixel range [x_min, x_max]; anything else is a one-line error (:func:`check_pixels`)."""
+    check_pixels(x, spec.x_min, spec.x_max)
+    return spec.normalize(as_pixels(x.to(device)))
 
 
 # --------------------------------------------------------------------------- splits

@@ -2,7 +2,8 @@
 
 Debian ships all 70,000 images as `dataset-fashion-mnist` under /usr/share/datasets/fashion-mnist.
 When they are missing and we are root with apt-get, install the package; otherwise say how.
-`--soft` only warns (used by `make setup`, so `make test`, which makes its own data, never needs it).
+`--soft` only warns, and is silent when the data are there (used by `make setup`, so `make test`, which makes
+its own data, never needs it; `make demo` then says "found" once, from `make data`).
 Standard library only: it runs before anything is installed.
 """
 from __future__ import annotations
@@ -43,7 +44,8 @@ def main() -> int:
     ap.add_argument("--soft", action="store_true", help="warn instead of failing when the data cannot be had")
     args = ap.parse_args()
     if present():
-        print(f"data: Fashion-MNIST found in {DEBIAN_DIR}")
+        if not args.soft:  # `make demo` runs both the soft check (setup) and this one: say it once
+            print(f"data: Fashion-MNIST found in {DEBIAN_DIR}")
         return 0
     print("data: Fashion-MNIST missing; trying apt-get install dataset-fashion-mnist ...")
     if try_apt():

@@ -129,11 +129,14 @@ def test_import_run_copies_results_not_checkpoints(tmp_path):
     (run / "checkpoints" / "a.json").write_text("{}")
     root = tmp_path / "tree"
     (root / "results").mkdir(parents=True)
+    from empirical.runtime.files import mark_complete
+
+    mark_complete(run)  # what a finished run writes last (the committed copy predates the marker)
     assert import_main([str(run), "smoothing_study-medium-seed7", "--root", str(root), "--commit", "abc1234",
                         "--what", "a seed replicate"]) == 0
     dest = root / "results" / "smoothing_study-medium-seed7"
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [p.name for p in run.iterdir() if p.is_file() and p.suffix != ".pt"] + ["source.json"])
+        [p.name for p in run.iterdir() if p.is_file() and p.suffix != ".pt" and p.name != "COMPLETE"] + ["source.json"])
     src = __import__("json").loads((dest / "source.json").read_text())
     assert src["command"].startswith("python -m empirical.smoothing_study --preset medium --seed 1")
     assert src["commit"] == "abc1234" and src["wall_seconds"] > 0 and "7 models" in src["training"]

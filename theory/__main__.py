@@ -5,7 +5,7 @@ import argparse
 import sys
 import textwrap
 
-from theory.ledger import all_claims, ledger_json
+from theory.ledger import EMPIRICAL_STATUSES, STATUSES, all_claims, ledger_json
 
 
 def _table(verify: bool) -> str:
@@ -15,7 +15,8 @@ def _table(verify: bool) -> str:
         if verify:
             v = c.check()
             status = f"{c.status} [{'ok' if v.status == c.status else 'MISMATCH: ' + v.status}]"
-        rows.append((c.id, c.paper.split("-")[0] + ":" + c.ref, status, c.evidence, c))
+        evidence = c.evidence + (f" [reads results/{c.results}]" if c.results else "")
+        rows.append((c.id, c.paper.split("-")[0] + ":" + c.ref, status, evidence, c))
     w_id = max(len(r[0]) for r in rows)
     w_ref = max(len(r[1]) for r in rows)
     w_st = max(len(r[2]) for r in rows)
@@ -29,9 +30,15 @@ def _table(verify: bool) -> str:
             out.append(pad + "sharper: " + c.sharper)
         if c.corrected is not None:
             out.append(pad + f"corrected ({c.corrected.status}): " + c.corrected.statement)
-    counts = {s: sum(1 for r in rows if r[4].status == s) for s in ("proved", "holds-numerically", "holds-sharper", "fails")}
+    theory_rows = [r for r in rows if r[4].method != "empirical"]
+    counts = {s: sum(1 for r in theory_rows if r[4].status == s) for s in STATUSES}
     out.append("")
-    out.append(f"{len(rows)} claims: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    out.append(f"{len(theory_rows)} claims: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    emp = [r for r in rows if r[4].method == "empirical"]
+    if emp:
+        counts = {s: sum(1 for r in emp if r[4].status == s) for s in EMPIRICAL_STATUSES}
+        out.append(f"{len(emp)} empirical claims (from results/, over training seeds): "
+                   + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return "\n".join(out)
 
 

@@ -12,6 +12,13 @@ Statuses (issue 2):
 - ``holds-sharper``: true, and a smaller constant is true as well; the constant is in ``sharper``.
 - ``fails``: a concrete counterexample (numbers in ``counterexample``, re-checked by ``check``), and a
   corrected statement with its own status in ``corrected``.
+
+Empirical claims (method ``empirical``, issue 18: what a paper says trained networks do) are decided from
+committed result files, named in ``results``, with a bootstrap interval over training seeds
+(:mod:`empirical.stats`): ``supported`` (every part's interval excludes 0 in the stated direction),
+``contradicted`` (every part's excludes it in the other), ``not-significant`` (every part's contains 0),
+``mixed`` (parts disagree; ``evidence`` lists each). Their check returns ``no-results`` when the files are
+absent, and the ledger's test then skips the entry instead of failing.
 """
 from __future__ import annotations
 
@@ -20,10 +27,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-Status = Literal["proved", "holds-numerically", "holds-sharper", "fails"]
-Method = Literal["symbolic", "numeric"]
+Status = Literal["proved", "holds-numerically", "holds-sharper", "fails",
+                 "supported", "contradicted", "not-significant", "mixed"]
+Method = Literal["symbolic", "numeric", "empirical"]
 STATUSES: tuple[str, ...] = ("proved", "holds-numerically", "holds-sharper", "fails")
-METHODS: tuple[str, ...] = ("symbolic", "numeric")
+EMPIRICAL_STATUSES: tuple[str, ...] = ("supported", "contradicted", "not-significant", "mixed")
+NO_RESULTS = "no-results"  # an empirical check's status when its result files are absent
+METHODS: tuple[str, ...] = ("symbolic", "numeric", "empirical")
 
 PAPERS = {
     "gaussian-smoothing-stability-fidelity.md",
@@ -67,10 +77,14 @@ class Claim:
     counterexample: dict[str, Any] | None = None  # for `fails`: concrete numbers the check re-evaluates
     corrected: Correction | None = None  # for `fails`
     sharper: str | None = None  # for `holds-sharper`: the smaller constant that is also true
+    results: str | None = None  # for `empirical`: the committed result files (glob under results/) it reads
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"claim {self.id}: status {self.status!r} not one of {STATUSES}")
+        valid = EMPIRICAL_STATUSES if self.method == "empirical" else STATUSES
+        if self.status not in valid:
+            raise ValueError(f"claim {self.id}: status {self.status!r} of a {self.method} claim not one of {valid}")
+        if (self.method == "empirical") != (self.results is not None):
+            raise ValueError(f"claim {self.id}: an empirical claim, and only one, names its `results`")
         if self.method not in METHODS:
             raise ValueError(f"claim {self.id}: method {self.method!r} not one of {METHODS}")
         if self.paper not in PAPERS:

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from theory.ledger import STATUSES, all_claims, ledger_json
+from theory.ledger import EMPIRICAL_STATUSES, NO_RESULTS, STATUSES, all_claims, ledger_json
 
 CLAIMS = all_claims()
 
@@ -18,12 +18,14 @@ def test_json_has_the_issue_fields():
     need = {"id", "paper", "ref", "statement", "reading", "method", "status", "counterexample", "corrected", "evidence"}
     for e in entries:
         assert need <= set(e), e["id"]
-        assert e["status"] in STATUSES
+        assert e["status"] in (EMPIRICAL_STATUSES if e["method"] == "empirical" else STATUSES)
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=[c.id for c in CLAIMS])
 def test_check_rederives_recorded_verdict(claim):
     v = claim.check()
+    if v.status == NO_RESULTS:
+        pytest.skip(f"{claim.id}: its result files ({claim.results}) are absent")
     assert v.status == claim.status, f"{claim.id}: recorded {claim.status}, check says {v.status}: {v.evidence}"
     if claim.corrected is not None:
         assert v.corrected_status == claim.corrected.status, f"{claim.id}: corrected statement re-check"

@@ -34,6 +34,11 @@ Choices made here, where the papers leave them open:
   With a normalisation SSIM is invariant to scaling either map by a positive constant. The published code fed
   unnormalised gradient maps with a data_range meant for [−1, 1]; since gradients are ~1e-3, the constants
   :math:`C_1, C_2` then dominate and SSIM is pushed towards 1 regardless of structure.
+- NaN or Inf in a map is an error (a one-line :class:`~empirical.errors.UserError` naming the argument, the
+  count and the first image), in every metric here and in :mod:`empirical.measures` (Gini, RIS/ROS/RRS, ROAD):
+  never a score. Comparisons such as ``x > 0`` treat NaN as zero, so without this rule a NaN map scored as a
+  perfect match (SSIM 1, top-k IoU 1, Gini 0). Erroring, not NaN-with-a-count, because a NaN map means the
+  network or the explanation is broken (e.g. a diverged training), which no aggregate should absorb.
 - Top-k ranking: by :math:`|v|` (``signed=False``) or by :math:`v` (``signed=True``), largest first; ties go
   to the lower flat index (a stable descending sort), so the selected set is a deterministic function of the
   map and exactly k elements are taken.
@@ -55,6 +60,18 @@ SSIM_WINDOWS = ("uniform", "gaussian")
 
 
 # --------------------------------------------------------------------------- checks and shared pieces
+def check_finite(maps: torch.Tensor, name: str = "maps") -> None:
+    """The module's NaN/Inf rule (see its docstring): a one-line error naming ``name``, the count and the first
+    image holding one. One reduction over the map; the message is built only when the check fails."""
+    if maps.is_floating_point() or maps.is_complex():
+        bad = ~torch.isfinite(maps)
+        if bool(bad.any()):
+            per_image = bad.reshape(bad.shape[0], -1).sum(1) if bad.dim() > 0 else bad.view(1)
+            first = int(torch.nonzero(per_image).flatten()[0])
+            raise UserError(f"{name} hold {int(bad.sum())} NaN/inf value(s) of {maps.numel()} (first in image "
+                            f"{first}); a map must be finite to be scored")
+
+
 def _check_pair(a: torch.Tensor, b: torch.Tensor, min_dim: int = 2) -> None:
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
         raise UserError(f"expected two tensors, got {type(a).__name__} and {type(b).__name__}")
@@ -62,6 +79,8 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, min_dim: int = 2) -> None:
         raise UserError(f"maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.dim() < min_dim:
         raise UserError(f"maps must be shaped (N, ...) with at least {min_dim} dimensions, got {tuple(a.shape)}")
+    check_finite(a, "map a")
+    check_finite(b, "map b")
 
 
 def _check_choice(name: str, value, valid: Sequence[str]) -> None:
@@ -213,6 +232,7 @@ def topk_indices(maps: torch.Tensor, k: int, reduce_channels: str = "sum_abs", s
     first (stable descending sort), so the set is deterministic and has exactly k elements. ``signed`` only
     matters for a signed reduction (``"mean"``, ``"none"``): ``"sum_abs"`` and ``"abs_max"`` are already >= 0.
     """
+    check_finite(maps)
     flat = collapse_channels(maps, reduce_channels).flatten(1)
     d = flat.shape[1]
     if not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= d):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from empirical.errors import UserError
 from empirical.keyed_rng import keyed_normal  # keyed_uniform: public here too, where it began
-from empirical.measures.agreement import _check_choice, collapse_channels
+from empirical.measures.agreement import _check_choice, check_finite, collapse_channels
 from empirical.measures.relative_stability import _image_ids
 
 
@@ -101,6 +101,7 @@ def removal_order(maps: torch.Tensor, order: str = "morf", reduce_channels: str 
     ``|v|`` unless ``signed``. Ties go to the lower flat index first in both orders (stable sort).
     """
     _check_choice("order", order, ("morf", "lerf"))
+    check_finite(maps)  # a NaN map has no ranking (see empirical.measures.agreement)
     red = collapse_channels(maps, reduce_channels)
     if red.shape[1] != 1:
         raise UserError(f"ROAD removes pixels: maps must reduce to one channel, got {red.shape[1]} "

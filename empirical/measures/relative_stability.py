@@ -21,6 +21,7 @@ import torch
 
 from empirical.errors import UserError
 from empirical.keyed_rng import keyed_uniform  # keyed_uniform: public here too, where it began
+from empirical.measures.agreement import check_finite
 
 
 def _image_ids(ids, n: int, device) -> torch.Tensor:
@@ -35,7 +36,7 @@ def _image_ids(ids, n: int, device) -> torch.Tensor:
 # --------------------------------------------------------------------------- relative stability (Agarwal et al. 2022)
 class StabilityResult(NamedTuple):
     score: torch.Tensor  # (N,) max of the ratio over kept perturbations; NaN where none was kept
-    n_excluded: torch.Tensor  # (N,) perturbations left out because they changed the predicted class
+    n_excluded: torch.Tensor  # (N,) perturbations left out: they changed the predicted class, or e_x is all zero
     n_samples: int  # perturbations drawn per image
     n_clipped: torch.Tensor | None = None  # (N,) perturbed values clamped to ``clip``, over all draws; None: clip off
 
@@ -107,6 +108,11 @@ def _relative_stability(kinds, explain, model, x, target, representation, radius
     # with explain_ids, x and each of its perturbations are explained under the image's id (a seeded SmoothGrad
     # then reuses its noise: common random numbers); without, explain sees only the rows
     e0 = (explain(x, target, ids) if explain_ids else explain(x, target)).detach().flatten(1)
+    check_finite(e0, "explanations at x")
+    # An all-zero e_x leaves no entry to take a relative change over (every |(e - e')/e| is 0/0): the numerator
+    # would be 0 and the image would score "perfectly stable" however e_x' moves. Its draws are left out and
+    # counted in n_excluded, so it scores NaN, as an image whose every draw flips the class does.
+    zero_map = (e0 == 0).all(1)
     x0 = x.flatten(1)
     if "representation" in kinds:
         with torch.no_grad():
@@ -125,6 +131,8 @@ def _relative_stability(kinds, explain, model, x, target, representation, radius
         flip = (zp.argmax(-1) != pred0.repeat(cs)).view(cs, n)
         ep = (explain(xp, target.repeat(cs), ids.repeat(cs)) if explain_ids
               else explain(xp, target.repeat(cs))).detach().view(cs, n, -1)
+        check_finite(ep, "explanations at the perturbed inputs")
+        flip = flip | zero_map.unsqueeze(0)
         num = _relative_change(e0.unsqueeze(0), ep, p)
         for kind in kinds:
             if kind == "input":
@@ -179,6 +187,10 @@ _STABILITY_DOC = r"""
     Captum's NoiseTunnel draws fresh noise on every call.
     A perturbation that changes the predicted class is left out of the max (the paper's constraint
     :math:`\hat y_x = \hat y_{x'}`) and counted in ``n_excluded``; an image with every draw left out scores NaN.
+    An image whose explanation at x is all zero has no relative change to measure (every term is 0/0; it would
+    otherwise score 0, "perfectly stable", even when its maps at x' are huge): all its draws are left out and
+    counted in ``n_excluded`` (= ``n_samples``), and it scores NaN. NaN or Inf in an explanation is an error
+    (the rule of :mod:`empirical.measures.agreement`).
 
     Relative changes :math:`\|(v - v')/v\|_p` are taken over the entries with :math:`v \ne 0` (a relative
     change from 0 is undefined); the denominator is :math:`\max(\cdot, \epsilon_{min})` as the paper writes it.

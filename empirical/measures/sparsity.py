@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from empirical.errors import UserError
+from empirical.measures.agreement import check_finite
 
 
 # --------------------------------------------------------------------------- sparseness (Chalasani et al. 2020)
@@ -16,12 +17,14 @@ def gini(maps: torch.Tensor) -> torch.Tensor:
                 = \frac{\sum_k (2k - d - 1)\,|\phi|_{(k)}}{d\,\|\phi\|_1}.
 
     All C·H·W elements of each map count (no channel reduction). A map with one non-zero element scores
-    (d − 1)/d, a constant map 0; an all-zero map, where eq. 39 is 0/0, is given 0. Gini is invariant to
+    (d − 1)/d, a constant map 0; an all-zero map, where eq. 39 is 0/0, is given 0. A NaN or Inf map is an error
+    (the rule of :mod:`empirical.measures.agreement`). Gini is invariant to
     scaling the map. quantus.Sparseness computes the same closed form but on ``|φ|/max|φ| + 1e-7`` (it adds
     1e-7 to every element), which lowers the index by a relative ≈ d·1e-7 / mean(|φ|/max|φ|).
     """
     if maps.dim() < 2:
         raise UserError(f"maps must be shaped (N, ...) with at least 2 dimensions, got {tuple(maps.shape)}")
+    check_finite(maps)
     a = torch.sort(maps.flatten(1).abs(), dim=1).values
     d = a.shape[1]
     k = torch.arange(1, d + 1, device=a.device, dtype=a.dtype)

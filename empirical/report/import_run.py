@@ -5,10 +5,14 @@ checkpoints (``*.pt``, sub-folders such as ``checkpoints/`` or the evaluation ca
 ``source.json`` beside them: the command (from the run's recorded argv), the commit it ran at, its wall time,
 how its models were trained, and a sentence saying what the run is. Then ``python -m empirical.report``
 picks it up (a ``smoothing_study-medium-seed<k>`` folder joins the seed verdicts by itself).
+
+A run folder without a valid ``COMPLETE`` marker (written last by every run, see :mod:`empirical.runtime.files`)
+is unfinished, e.g. killed between its CSVs and its figures: it is refused, saying so, unless ``--unfinished``.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -39,6 +43,16 @@ def source_record(r: dict, commit: str | None, what: str | None) -> dict:
     return rec
 
 
+def finished(run: Path) -> bool:
+    """The run's ``COMPLETE`` marker exists and vouches for its results.json (the sha256 it recorded). Read here
+    without importing empirical.runtime (and torch): the report stays light."""
+    try:
+        mark = json.loads((Path(run) / "COMPLETE").read_text())
+        return mark["results_sha256"] == hashlib.sha256((Path(run) / "results.json").read_bytes()).hexdigest()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def import_run(run: Path, name: str, root: Path = ROOT, commit: str | None = None, what: str | None = None) -> Path:
     run = Path(run)
     r = json.loads((run / "results.json").read_text(encoding="utf-8"))
@@ -59,9 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--commit", help="the commit the run's code was at, where the recorded one is not it")
     ap.add_argument("--what", help="one sentence: what the run is")
     ap.add_argument("--root", type=Path, default=ROOT)
+    ap.add_argument("--unfinished", action="store_true",
+                    help="import a run that has no COMPLETE marker (stopped before writing all its files)")
     args = ap.parse_args(argv)
     if not (args.run / "results.json").exists():
         print(f"error: {args.run}/results.json does not exist (has the run finished?)", file=sys.stderr)
+        return 2
+    if not finished(args.run) and not args.unfinished:
+        print(f"error: {args.run} is an unfinished run (no valid COMPLETE marker: it stopped before writing all its "
+              "files); rerun its command to finish it, or pass --unfinished", file=sys.stderr)
         return 2
     print(import_run(args.run, args.name, args.root, args.commit, args.what))
     return 0

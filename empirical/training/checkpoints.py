@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from empirical.runtime.files import default_mode
+
 
 def config_digest(*parts: object) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -24,6 +26,7 @@ def atomic_save(obj: object, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, default_mode())  # not mkstemp's 0600 (see empirical.runtime.files)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -57,7 +60,7 @@ def load_or_build(build: Callable[[], nn.Module], key_parts: dict, ckpt_dir: Pat
     """The model of ``key_parts``: (model, its training record, key, checkpoint path). The record is None when
     no usable checkpoint exists; the model is then freshly built, for training. The global torch generator is
     seeded with the training seed before ``build()``, so the initialisation is fixed by the same seed as the
-    batch order. A damaged checkpoint is deleted (and retrained), never trusted."""
+    batch order. A damaged checkpoint, or one holding NaN/inf weights, is deleted (and retrained), never trusted."""
     key = config_digest(key_parts)
     path = Path(ckpt_dir) / f"{key}.pt"
     torch.manual_seed(seed)  # the initialisation is part of "one seed per model"
@@ -65,6 +68,8 @@ def load_or_build(build: Callable[[], nn.Module], key_parts: dict, ckpt_dir: Pat
     if path.exists():
         try:
             blob = torch.load(path, map_location=device, weights_only=False)
+            if not all(bool(torch.isfinite(v).all()) for v in blob["state_dict"].values() if v.is_floating_point()):
+                raise ValueError("non-finite weights")  # a diverged training cached before that was an error
             model.load_state_dict(blob["state_dict"])
             return model.to(device).eval(), blob["record"], key, path
         except Exception:

@@ -37,10 +37,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from empirical.attacks.pgd import pgd_from, project
-from empirical.errors import UserError
+from empirical.data import check_pixels, pixel_scale
+from empirical.errors import TrainingDiverged, UserError
 from empirical.nets.models import eval_mode
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import atomic_save, epoch_snapshot, load_or_build, read_snapshot
-from empirical.training.trainer import TrainConfig
+from empirical.training.trainer import TrainConfig, check_losses
 
 LOCKSTEP_OPTIMIZERS = ("adam",)
 
@@ -130,6 +132,8 @@ def train_lockstep(
             continues eagerly, with a warning.
     """
     _check(models, attacks, resumes, cfg)
+    check_pixels(x_uint8, what="training images")
+    scale = pixel_scale(x_uint8.dtype)
     t0 = time.time()
     device = torch.device(device)
     graphs = device.type == "cuda" if graphs is None else bool(graphs)
@@ -197,12 +201,26 @@ def train_lockstep(
                               j.gen.get_state() if cpu else torch.get_rng_state(), None if cpu else j.gen.get_state(),
                               j.log[:t_done].cpu(), j.before + time.time() - t0)
 
+    def verify(t_done: int) -> None:
+        """Divergence, as in ``train``: checked before any snapshot or checkpoint is written; the diverged model's
+        snapshots are removed, so a rerun starts clean."""
+        for k, j in enumerate(jobs):
+            try:
+                check_losses(j.log[start - 1:t_done], start, n, cfg,
+                             "training" if len(jobs) == 1 else f"training of model {k + 1} of {len(jobs)}")
+            except TrainingDiverged:
+                if j.resume is not None:
+                    Path(j.resume).unlink(missing_ok=True)
+                    previous(Path(j.resume)).unlink(missing_ok=True)
+                raise
+
     def next_batch(t: int) -> None:
         nonlocal order
         if len(order) < cfg.batch_size:  # epoch boundary: a fresh seeded permutation
             if t > start:
                 if graphs:
                     torch.cuda.synchronize(device)
+                verify(t - 1)
                 for j in jobs:
                     if j.resume is not None:
                         path = Path(j.resume)
@@ -211,10 +229,10 @@ def train_lockstep(
                         atomic_save(snapshot(j, t - 1), path)
             order = torch.cat([order, torch.randperm(n, generator=g)])
         idx, order = order[: cfg.batch_size].to(device), order[cfg.batch_size:]
-        xs.copy_(xd[idx].float().div_(255.0))
+        xs.copy_(xd[idx].float().div_(scale))  # indexing copies: the caller's tensor is never touched
         ys.copy_(yd[idx])
 
-    bar = tqdm(range(start, T + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0,
+    bar = tqdm(range(start, T + 1), desc=desc, disable=bar_disabled(progress), leave=False, mininterval=1.0,
                initial=start - 1, total=T)
     for t in bar:
         next_batch(t)
@@ -244,6 +262,7 @@ def train_lockstep(
     bar.close()
     if graphs:
         torch.cuda.synchronize(device)
+    verify(T)
     records = []
     for j in jobs:
         j.model.eval()

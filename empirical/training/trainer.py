@@ -28,7 +28,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from empirical.errors import UserError
+from empirical.data import check_pixels, pixel_scale
+from empirical.errors import TrainingDiverged, UserError
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import atomic_save, epoch_snapshot, load_or_build, read_snapshot
 
 OPTIMIZERS = ("sgd_ct", "noisy_sgd", "sgd", "adam")
@@ -49,6 +51,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        for name in ("epochs", "lr", "c", "weight_noise", "momentum", "weight_decay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise UserError(f"{name} must be a finite number, got {v!r}")
         if not (self.epochs > 0):
             raise UserError(f"epochs must be > 0, got {self.epochs}")
         if self.batch_size < 1:
@@ -72,6 +78,18 @@ def step_size(cfg: TrainConfig, t: int, T: int) -> float:
     return cfg.lr
 
 
+def check_losses(losses: torch.Tensor, first_step: int, n: int, cfg: TrainConfig, who: str = "training") -> None:
+    """Raise :class:`TrainingDiverged` at the first non-finite value of ``losses`` (1-D: the losses of steps
+    ``first_step``, ``first_step`` + 1, ...), naming its epoch, step and value. Step t draws images
+    (t − 1)·B .. t·B − 1 of a stream of seeded permutations of the n images, so it belongs to epoch ⌊(t − 1)B/n⌋ + 1."""
+    bad = ~torch.isfinite(losses)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        t = first_step + i
+        raise TrainingDiverged(f"{who} diverged at epoch {(t - 1) * cfg.batch_size // n + 1}, step {t} "
+                               f"(loss = {float(losses[i])}); lower --lr (now {cfg.lr:g})")
+
+
 Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -89,6 +107,8 @@ def train(
 ) -> dict:
     """Train `model` in place on (x_uint8 [n,C,H,W], y [n]); returns a record (T, steps, final loss, wall time).
 
+    `x_uint8`: uint8 images (scaled by 1/255), or float images already in pixel space [0, 1] (taken as given; a
+    float tensor outside [0, 1], e.g. 0..255, is a one-line error); it is never written into.
     `normalize` maps pixel space [0,1] to the network's input. `perturb(model, x01, y) -> x01'`, when
     given, replaces each batch in pixel space (adversarial training); the model is in eval mode while
     it runs and in train mode for the update.
@@ -101,6 +121,8 @@ def train(
     import time
 
     cfg.validate()
+    check_pixels(x_uint8, what="training images")
+    scale = pixel_scale(x_uint8.dtype)
     t0 = time.time()
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
@@ -143,15 +165,33 @@ def train(
             start, before = st["t"] + 1, st["seconds"]
         except Exception:  # a state file of another shape: train from the start
             start, before = 1, 0.0
-    bar = tqdm(range(start, T + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0,
+    checked = len(losses)  # losses[:checked] are known finite
+
+    def verify() -> None:
+        """Divergence: checked before any state is saved. A diverged training's snapshot is removed, so a rerun
+        starts clean (with a lower lr the configuration, hence the file, differs anyway)."""
+        nonlocal checked
+        if len(losses) > checked:
+            try:
+                check_losses(torch.stack(losses[checked:]), checked + 1, n, cfg)
+            except TrainingDiverged:
+                if resume is not None:
+                    Path(resume).unlink(missing_ok=True)
+                raise
+            checked = len(losses)
+
+    bar = tqdm(range(start, T + 1), desc=desc, disable=bar_disabled(progress), leave=False, mininterval=1.0,
                initial=start - 1, total=T)
     for t in bar:
         if len(order) < cfg.batch_size:  # epoch boundary: a fresh seeded permutation
+            verify()
             if resume is not None and t > start:
                 atomic_save(snapshot(t - 1), Path(resume))
             order = torch.cat([order, torch.randperm(n, generator=g)])
         idx, order = order[: cfg.batch_size].to(device), order[cfg.batch_size :]
-        xb = xd[idx].float().div_(255.0)
+        xb = xd[idx].float()  # indexing copies: the caller's tensor is never touched
+        if scale != 1.0:
+            xb = xb.div_(scale)
         yb = yd[idx]
         if perturb is not None:
             model.eval()
@@ -174,8 +214,16 @@ def train(
                     p.sub_(v)
         opt.step()
         losses.append(loss.detach())
+        if device.type == "cpu":  # every step where it costs no device sync; elsewhere at epoch boundaries
+            verify()
         if t % 50 == 0 and progress:
             bar.set_postfix(loss=f"{torch.stack(losses[-50:]).mean().item():.3f}")
+    verify()
+    if not all(bool(torch.isfinite(p).all()) for p in params):  # the last update can overflow after a finite loss
+        if resume is not None:
+            Path(resume).unlink(missing_ok=True)
+        raise TrainingDiverged(f"training diverged at step {T}, the last: its update left NaN/inf weights; "
+                               f"lower --lr (now {cfg.lr:g})")
     model.eval()
     tail = torch.stack(losses[-max(1, T // 10):]).mean().item()
     return {"T": T, "n": n, "final_loss": tail, "train_seconds": before + time.time() - t0, "config": asdict(cfg),

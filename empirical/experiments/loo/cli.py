@@ -117,6 +117,15 @@ def config_from_args(args: argparse.Namespace) -> LooConfig:
         device=cli.resolve_device(args.device), max_points=pick(args.max_points, "max_points"))
 
 
+def _f(v, spec: str, zero_log: bool = False) -> str:
+    """A number for the report, or what stands in for it: a measured 0 (a valid measurement: the replaced sample
+    was never drawn in T steps, so A(S) = A(S')) has log10 −inf; a value the run could not define is n/a."""
+    if v is None:
+        width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+        return format("-inf" if zero_log else "n/a", f">{width}" if width else "")
+    return format(v, spec)
+
+
 def print_report(res: dict) -> None:
     cfg = res["config"]
     T_max, s_mid = max(cfg["steps"]), cfg["sigmas"][len(cfg["sigmas"]) // 2]
@@ -130,8 +139,9 @@ def print_report(res: dict) -> None:
         get = lambda comp: next(x for x in res["summary"] if x["comparison"] == comp and all(x[k] == v for k, v in same.items()))  # noqa: E731
         w, p = get("loo_worst"), get("proxy_indep")
         name = r["method"] if r["method"] != "sg" else f"sg σ={r['sigma']}"
-        print(f"{r['optimizer']:<10}{r['n']:>6} {name:<10}{r['mean']:>10.4g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
-              f"{w['mean']:>12.4g} ({w['worst_kind']}){'':>4}{p['mean']:>13.4g}{r['test_accuracy_S']:>7.3f}")
+        print(f"{r['optimizer']:<10}{r['n']:>6} {name:<10}{_f(r['mean'], '>10.4g')} [{_f(r['ci_low'], '.3g')}, "
+              f"{_f(r['ci_high'], '.3g')}]{_f(w['mean'], '>12.4g')} ({w['worst_kind']}){'':>4}{_f(p['mean'], '>13.4g')}"
+              f"{_f(r['test_accuracy_S'], '>7.3f')}")
     print("\nfitted exponents (LOO, random replacement; 95% bootstrap CI over replicas) vs predicted")
     for law in res["laws"]:
         if law["comparison"] != "loo_random" or (law["method"] == "sg" and law["against"] != "sigma"
@@ -142,13 +152,13 @@ def print_report(res: dict) -> None:
         pred = ", ".join(f"{k} {v:.3g}" for k, v in law["predicted"].items() if v is not None)
         name = law["method"] + (f" σ={law['sigma']}" if law["method"] == "sg" and law["sigma"] else "")
         print(f"  {law['optimizer']:<10} vs {law['against']:<6}({law['at']:<14}) {name:<10} "
-              f"{law['exponent']:>7.3f} [{law['ci_low']:.3f}, {law['ci_high']:.3f}]   predicted: {pred}")
+              f"{law['exponent']:>7.3f} [{_f(law['ci_low'], '.3f')}, {_f(law['ci_high'], '.3f')}]   predicted: {pred}")
     print(f"\nbounds at T = {T_max} (corrected variant), log10: bound vs measured worst-kind mean")
     for b in res["bounds"]:
         if b["T"] == T_max and b["variant"] == "corrected" and (b["method"] == "vg" or b["sigma"] == s_mid):
             print(f"  {b['optimizer']:<10} n={b['n']:<5} {b['bound']:<24} σ={b['sigma']:<5} {b['constants']:<10}"
-                  f" L={b['L']:.3g} β={b['beta']:.3g}  log10 bound {b['log10_bound']:>8.2f}  measured "
-                  f"{b['log10_measured_worst']:>6.2f}  holds {b['holds']}")
+                  f" L={_f(b['L'], '.3g')} β={_f(b['beta'], '.3g')}  log10 bound {_f(b['log10_bound'], '>8.2f')}  "
+                  f"measured {_f(b['log10_measured_worst'], '>6.2f', b.get('measured_worst') == 0)}  holds {b['holds']}")
     print(f"\n{len(res['units'])} units ({res['reused_units']} reused); device {res['provenance']['device']['device']}; "
           f"wall {res['wall_seconds']:.0f} s")
 

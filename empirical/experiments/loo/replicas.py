@@ -14,10 +14,11 @@ from tqdm.auto import tqdm
 
 from empirical import attribution as saliency
 from empirical import data as data_mod
-from empirical.errors import UserError
+from empirical.errors import TrainingDiverged, UserError
 from empirical.experiments.loo.config import ACTS, NOISE_BLOCK, OPTIMIZERS, LooConfig
 from empirical.nets import constants as netbounds
 from empirical.nets import models
+from empirical.runtime.progress import bar_disabled
 from empirical.training.trainer import TrainConfig, step_size
 
 
@@ -68,7 +69,8 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
     position used at each step. Step t = 1..T_max: W ← W − α_t ∇_W ℓ(W + V_t; x_{i_t}, y_{i_t}),
     α_t = `training.step_size(tcfg, t, T_max)` = min(lr, c/t), cross-entropy ℓ, V_t = 0 for ``sgd_ct``;
     for ``noisy_sgd`` V_t ~ N(0, s²I) from the generator of noise_seeds[group[j]] (eq. 3, one draw per
-    step), so nets of one group get the very same V_t.
+    step), so nets of one group get the very same V_t. A non-finite loss raises :class:`TrainingDiverged` (naming
+    the step) at the next snapshot, before its weights are returned: nothing of a diverged training is cached.
     """
     tcfg.validate()
     if tcfg.optimizer not in OPTIMIZERS:
@@ -91,7 +93,11 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
     order, idx, lab = order.to(dev), idx.to(dev), lab.to(dev)
     out: dict[int, list[torch.Tensor]] = {}
     block = None
-    for t in tqdm(range(1, T_max + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0):
+    # divergence: the first step with a non-finite loss, tracked on the device (no sync per step) and checked
+    # at every snapshot, before a weight of it is kept
+    first_bad = torch.zeros((), dtype=torch.long, device=dev)
+    bad_loss = torch.zeros((), device=dev)
+    for t in tqdm(range(1, T_max + 1), desc=desc, disable=bar_disabled(progress), leave=False, mininterval=1.0):
         pos = order[:, t - 1]
         xi = x_pool[idx[ar, pos]].unsqueeze(1)
         yi = lab[ar, pos]
@@ -108,7 +114,15 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
             grads = torch.autograd.grad(loss, Wv)
         a = step_size(tcfg, t, T_max)
         W = [w - a * g for w, g in zip(W, grads)]
+        new_bad = (first_bad == 0) & ~torch.isfinite(loss.detach())
+        first_bad = torch.where(new_bad, t, first_bad)
+        bad_loss = torch.where(new_bad, loss.detach(), bad_loss)
         if t in snapshots:
+            if int(first_bad) or not all(bool(torch.isfinite(w).all()) for w in W):
+                step = int(first_bad) or t
+                raise TrainingDiverged(f"training diverged at step {step} of single-sample SGD (loss = "
+                                       f"{float(bad_loss) if int(first_bad) else 'finite, weights NaN/inf'}, summed "
+                                       f"over {N} nets); lower --lr (now {tcfg.lr:g})")
             out[t] = [w.clone() for w in W]
     return out
 

@@ -77,6 +77,8 @@ from empirical.measures import agreement as metrics
 from empirical.nets import constants as netbounds
 from empirical.runtime.cache import UnitCache
 from empirical.runtime.environment import provenance
+from empirical.runtime.files import mark_complete, prepare_out_dir
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import config_digest
 
 
@@ -148,7 +150,7 @@ def run(cfg: LooConfig, out: Path, progress: bool = True) -> dict:
     """Every (optimizer, n) unit (cached in out/units, reused on a re-run), then results.json, CSVs, PNGs."""
     cfg.validate()
     t_start = time.time()
-    out = Path(out)
+    out = prepare_out_dir(out)  # a file or read-only --out fails here, before any training
     pool = prepare_pool(cfg)
     for n in cfg.ns:  # every size checked before any training
         need = 2 * n + 1 + cfg.outlier_pool
@@ -159,10 +161,10 @@ def run(cfg: LooConfig, out: Path, progress: bool = True) -> dict:
     C = netbounds.input_norm_bound(pool["x_train"])
     units, reused = [], 0
     todo = [(o, n) for o in cfg.optimizers for n in sorted(cfg.ns)]
-    bar = tqdm(todo, desc="units (optimizer, n)", disable=not progress)
+    bar = tqdm(todo, desc="units (optimizer, n)", disable=bar_disabled(progress))
     for o, n in bar:
         key = unit_key(cfg, o, n)
-        rec = cache.get(key)
+        rec = cache.get(key, keys=("optimizer", "n", "replicas", "snapshots", "key"))
         if rec is None:
             rec = run_unit(cfg, pool, o, n, progress=progress)
             rec["key"] = key
@@ -177,4 +179,5 @@ def run(cfg: LooConfig, out: Path, progress: bool = True) -> dict:
     results["provenance"] = provenance(cfg.device)
     results["wall_seconds"] = time.time() - t_start
     write_outputs(results, out)
+    mark_complete(out)  # last: a run killed before this reads as unfinished
     return results

@@ -8,7 +8,7 @@ classified test images: Gini, RIS/ROS/RRS, ROAD (MoRF, LeRF), SSIM under input n
 robust accuracy, input-Hessian norm. Writes results.json, table.csv (the paper's layout: one row per
 regime × method, with dG, dRIS, dROS, dRRS, dROAD against N), curves.csv and PNG figures. Re-running
 the same command reuses trained models and finished evaluations. The models train together, in lockstep on one
-batch stream (empirical/lockstep.py): on a GPU each training step is a CUDA graph, replayed per model on its
+batch stream (empirical/training/lockstep.py): on a GPU each training step is a CUDA graph, replayed per model on its
 own stream (--no-cuda-graphs for eager steps); on the CPU the result is exactly that of training them one
 by one. An interrupted training resumes from its last epoch boundary.
 

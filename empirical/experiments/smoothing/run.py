@@ -41,8 +41,9 @@ from empirical.measures import agreement as metrics
 from empirical.measures import curvature
 from empirical.runtime.cache import UnitCache
 from empirical.runtime.environment import provenance
-from empirical.runtime.files import write_csv, write_json
+from empirical.runtime.files import mark_complete, prepare_out_dir, write_csv, write_json
 from empirical.runtime.precision import fp32_mode
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import config_digest
 from empirical.training.lockstep import train_many_or_load
 
@@ -76,7 +77,7 @@ def _representation(model: PixelModel) -> callable:
 def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
     cfg.validate()
     t_start = time.time()
-    out = Path(out)
+    out = prepare_out_dir(out)  # a file or read-only --out fails here, before any training
     device = torch.device(cfg.device)
     ds = data_mod.load(cfg.dataset, cfg.data_root, cfg.image_size)
     spec = ds.spec
@@ -149,12 +150,12 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
     eval_cfg = {k: v for k, v in asdict(cfg).items()
                 if k not in ("device", "max_batch", "cuda_graphs", "train_tf32", "regimes", "eps_grid", "data_root")}
     rows, curves = [], []
-    bar = tqdm(list(nets.items()), desc="metrics", disable=not progress)
+    bar = tqdm(list(nets.items()), desc="metrics", disable=bar_disabled(progress))
     for (regime, eps), pm in bar:
         tkey = next(r["key"] for r in train_records if r["regime"] == regime and r["eps"] == eps)
         # v4: SmoothGrad's RIS/ROS/RRS explain each x' under its image's id (before: under its row in the call)
         key = config_digest("smoothing-unit-v4", tkey, eval_cfg, eval_idx.tolist())
-        unit = cache.get(key)
+        unit = cache.get(key, keys=("rows", "curves"))
         if unit is None:
             unit = evaluate_model(cfg, pm, x, y, ids, x_all, y_all, regime, eps, benign[(regime, eps)])
             cache.put(key, unit)
@@ -169,6 +170,7 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
     write_csv(out / "table.csv", rows)
     write_csv(out / "curves.csv", curves)
     figures_smoothing.make(results, out)
+    mark_complete(out)  # last: a run killed before this reads as unfinished
     return results
 
 

@@ -29,14 +29,15 @@ from tqdm.auto import tqdm
 from empirical import attribution as saliency
 from empirical import data as data_mod
 from empirical.attribution import memory
-from empirical.errors import UserError
+from empirical.errors import TrainingDiverged, UserError
 from empirical.experiments.split.config import SplitStabilityConfig
 from empirical.measures import agreement as metrics
 from empirical.nets import constants as netbounds
 from empirical.nets import models
 from empirical.runtime.cache import UnitCache
 from empirical.runtime.environment import provenance
-from empirical.runtime.files import write_csv, write_json
+from empirical.runtime.files import mark_complete, prepare_out_dir, write_csv, write_json
+from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import config_digest
 from empirical.training.trainer import accuracy, train_or_load
 
@@ -74,7 +75,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     """Run the whole experiment into `out` (resumable); returns the results dict also written to results.json."""
     cfg.validate()
     t_start = time.time()
-    out = Path(out)
+    out = prepare_out_dir(out)  # a file or read-only --out fails here, before any training
     device = torch.device(cfg.device)
     ds = data_mod.load(cfg.dataset, cfg.data_root, cfg.image_size)
     spec = ds.spec
@@ -105,7 +106,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     # ---- train the 2 × pairs networks (checkpoints reused)
     networks = []
     split_records = []
-    bar = tqdm(total=2 * cfg.pairs, desc="networks", disable=not progress)
+    bar = tqdm(total=2 * cfg.pairs, desc="networks", disable=bar_disabled(progress))
     for p in range(cfg.pairs):
         halves = data_mod.disjoint_splits(n_total, 2, n, seed=cfg.seed * 1000 + p)
         pair_nets = []
@@ -128,7 +129,8 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
 
     # ---- network constants for the bounds (one record per network)
     const_key = config_digest("constants-v2", [r["key"] for r in split_records])
-    constants = cache.get(const_key)
+    constants = cache.get(const_key, valid=lambda v: isinstance(v, list) and len(v) == 2 * cfg.pairs
+                          and all(isinstance(c, dict) and {"B", "C", "L_emp", "beta_emp"} <= c.keys() for c in v))
     if constants is None:
         constants = []
         xb, yb = x_test[:64], y_test[:64]
@@ -154,24 +156,37 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     ids = test_idx.to(device)
     eval_cfg = {k: v for k, v in asdict(cfg).items() if k in ("test_images", "draws", "ig_steps", "topk_fraction", "seed")}
     plain: dict = {}
+
+    def maps_of(p: int, h: int, sig: torch.Tensor, meth: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A network's maps, checked: a finite loss does not make a usable network (weights of ~lr can make
+        the input gradient overflow); such a network diverged for our purposes, and its checkpoint is removed."""
+        mp, se = compute_maps(cfg, networks[p][h], x_test, y_test, ids, sig, meth, grad_layers[p][h])
+        bad = int((~torch.isfinite(mp)).sum())
+        if bad:
+            rec = split_records[2 * p + h]
+            (ckpt_dir / f"{rec['key']}.pt").unlink(missing_ok=True)
+            raise TrainingDiverged(f"training diverged: the network of pair {p}, half {h} gives {bad} NaN/inf "
+                                   f"values in its {meth} maps (its gradients overflow); lower --lr (now "
+                                   f"{cfg.train.lr:g})")
+        return mp.detach(), se
+
     units = [(p, s, meth) for p in range(cfg.pairs) for meth in cfg.methods for s in cfg.all_sigmas]
     records = []
-    bar = tqdm(units, desc="saliency", disable=not progress)
+    bar = tqdm(units, desc="saliency", disable=bar_disabled(progress))
     for p, s, meth in bar:
         key = config_digest("unit-v2", split_records[2 * p]["key"], split_records[2 * p + 1]["key"], s, meth, eval_cfg)
-        rec = cache.get(key)
+        rec = cache.get(key, keys=("pair", "sigma", "method", "per_image", "mc_rel_stderr"))
         if rec is None:
             t0 = time.time()
             sig = spec.sigma_abs(s, device)
             maps, ses = [], []
             for h in range(2):
-                mp, se = compute_maps(cfg, networks[p][h], x_test, y_test, ids, sig, meth, grad_layers[p][h])
-                maps.append(mp.detach())
+                mp, se = maps_of(p, h, sig, meth)
+                maps.append(mp)
                 ses.append(se)
             if (p, meth) not in plain:
-                plain[(p, meth)] = maps if s == 0 else [
-                    compute_maps(cfg, networks[p][h], x_test, y_test, ids, spec.sigma_abs(0.0, device), meth,
-                                 grad_layers[p][h])[0].detach() for h in range(2)]
+                plain[(p, meth)] = maps if s == 0 else [maps_of(p, h, spec.sigma_abs(0.0, device), meth)[0]
+                                                        for h in range(2)]
             base = plain[(p, meth)]
             a, b = maps
             per_image = {
@@ -197,6 +212,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     results["provenance"] = provenance(device)
     results["wall_seconds"] = time.time() - t_start
     write_outputs(results, out)
+    mark_complete(out)  # last: a run killed before this reads as unfinished
     return results
 
 
