@@ -43,7 +43,7 @@ from empirical.attribution import (
 )
 from empirical.attribution._checks import _check_target
 from empirical.attribution.sigma import sigma_abs, sigma_rel  # noqa: F401  (re-exported by empirical)
-from empirical.errors import UserError
+from empirical.errors import TrainingDiverged, UserError
 from empirical.measures import agreement, faithfulness, relative_stability, sparsity
 
 # The front door's method names; Captum-style long names are aliases.
@@ -311,8 +311,8 @@ def _sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg, seed: int) -> 
             group["lr"] = step_size(cfg, t, T)
         loss = nn.functional.cross_entropy(model(x[b]), y[b])
         if not math.isfinite(float(loss.detach())):
-            raise UserError(f"training diverged at step {t} of {T} (loss = {float(loss.detach())}); lower lr "
-                            f"(now {cfg.lr:g})")
+            raise TrainingDiverged(f"training diverged at step {t} of {T} (loss = {float(loss.detach())}); lower lr "
+                                   f"(now {cfg.lr:g})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
