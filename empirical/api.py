@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from empirical import stats
 from empirical.attribution import (
@@ -147,30 +148,41 @@ def _estimate(name: str, values: torch.Tensor, confidence: float, seed: int) -> 
     return ImageEstimate(name, values.detach(), s, int((~ok).sum()))
 
 
+def _xy(x, target):
+    """A torch Dataset of (x, y) pairs stands for (inputs, targets); tensors pass through."""
+    if isinstance(x, Dataset):
+        if target is not None:
+            raise UserError("target= goes with a tensor of inputs; a Dataset yields its own (x, y) pairs")
+        return _as_tensors(x, None)
+    return x, target
+
+
 def _flat_maps(maps) -> torch.Tensor:
     """A map or a tuple of maps (tuple inputs) as one [N, D] tensor, for norms over all inputs together."""
     return torch.cat([m.flatten(1) for m in maps], 1) if isinstance(maps, tuple) else maps.flatten(1)
 
 
-def stability(model_a: nn.Module, model_b: nn.Module, x, target, method: str = "vg", sigma=None, *,
+def stability(model_a: nn.Module, model_b: nn.Module, x, target=None, method: str = "vg", sigma=None, *,
               normalize: bool = False, confidence: float = stats.CONFIDENCE, seed: int = 0,
               **kw) -> ImageEstimate:
     r"""Ye & Farnia's stability error (eq. 12) of two networks' maps, :math:`\|Sal_A(x) - Sal_B(x)\|_2` per image,
     with its mean and a bootstrap CI over images.
 
     For the paper's quantity, ``model_a`` and ``model_b`` are trained on disjoint splits
-    (:func:`train_disjoint_pair`). ``method``, ``sigma`` (fraction of the pixel range) and the keywords are
-    those of :func:`attribute`; both networks get the same noise draws (common random numbers), so the
-    difference measures the networks, not the Monte-Carlo noise. ``normalize``: compare unit-L2 maps
-    (a difference of direction, in [0, 2]).
+    (:func:`train_disjoint_pair`). ``x`` and ``target`` as :func:`attribute`, or ``x`` a torch ``Dataset`` of
+    (x, y) pairs (then no ``target``; the same in :func:`fidelity` and :func:`quality`). ``method``, ``sigma``
+    (fraction of the pixel range) and the keywords are those of :func:`attribute`; both networks get the
+    same noise draws (common random numbers), so the difference measures the networks, not the Monte-Carlo
+    noise. ``normalize``: compare unit-L2 maps (a difference of direction, in [0, 2]).
     """
+    x, target = _xy(x, target)
     a = attribute(model_a, x, target, method, sigma=sigma, seed=seed, **kw)
     b = attribute(model_b, x, target, method, sigma=sigma, seed=seed, **kw)
     err = agreement.stability_error(_flat_maps(a), _flat_maps(b), normalize=normalize)
     return _estimate(f"stability error ({method}, sigma={sigma or 0:g})", err, confidence, seed)
 
 
-def fidelity(model: nn.Module, x, target, method: str = "vg", sigma=None, *, normalize: bool = False,
+def fidelity(model: nn.Module, x, target=None, method: str = "vg", sigma=None, *, normalize: bool = False,
              confidence: float = stats.CONFIDENCE, seed: int = 0, **kw) -> ImageEstimate:
     r"""Ye & Farnia eq. 13: :math:`\|\mathbb{E}_z Sal(x + z) - Sal(x)\|_2` per image, how far smoothing moves the
     map, with its mean and a bootstrap CI over images. ``sigma`` (fraction of the pixel range, > 0) or
@@ -178,6 +190,7 @@ def fidelity(model: nn.Module, x, target, method: str = "vg", sigma=None, *, nor
     pair: average two calls' ``per_image``."""
     if not _smoothing(sigma, kw.get("stdevs")):
         raise UserError(f"fidelity compares the smoothed map with the plain one: it needs sigma > 0, got {sigma!r}")
+    x, target = _xy(x, target)
     plain = attribute(model, x, target, method, seed=seed,
                       **{k: v for k, v in kw.items() if k not in ("stdevs", "pixel_range", "nt_samples", "nt_type")})
     smooth = attribute(model, x, target, method, sigma=sigma, seed=seed, **kw)
@@ -186,7 +199,7 @@ def fidelity(model: nn.Module, x, target, method: str = "vg", sigma=None, *, nor
                      confidence, seed)
 
 
-def quality(model: nn.Module, x: torch.Tensor, target, metrics: Sequence[str] = ("gini",), method: str = "vg",
+def quality(model: nn.Module, x: torch.Tensor, target=None, metrics: Sequence[str] = ("gini",), method: str = "vg",
             sigma=None, *, representation: Callable | None = None, radius: float = 0.05, n_samples: int = 16,
             clip: tuple[float, float] | None = None, percentages: Sequence[float] = (0.1, 0.2, 0.3),
             confidence: float = stats.CONFIDENCE, seed: int = 0, **kw) -> dict[str, ImageEstimate]:
@@ -205,6 +218,7 @@ def quality(model: nn.Module, x: torch.Tensor, target, metrics: Sequence[str] = 
         raise UserError(f"unknown quality metric(s) {bad or '(none)'}; valid: {', '.join(QUALITY_METRICS)}")
     if "rrs" in metrics and not callable(representation):
         raise UserError("metric 'rrs' needs representation=, a callable x -> the model's internal features")
+    x, target = _xy(x, target)
     maps = attribute(model, x, target, method, sigma=sigma, seed=seed, **kw)
     if not isinstance(x, torch.Tensor):
         raise UserError(f"quality needs x as one tensor [N, ...], got {type(x).__name__}")

@@ -97,6 +97,8 @@ def test_stability_is_eq_12_per_image_with_the_stats_interval_and_common_noise()
     # the same network twice sees the same noise draws: zero error exactly, not Monte-Carlo noise
     assert float(es.stability(a, a, x, y, method="ig", sigma=0.3, nt_samples=3, n_steps=4).per_image.abs().max()) == 0
     assert "stability error (vg, sigma=0.15)" in str(res) and "over 6 images" in str(res)
+    on_ds = es.stability(a, b, torch.utils.data.TensorDataset(x, y), method="vg", sigma=0.15, nt_samples=4)
+    assert torch.equal(on_ds.per_image, per)
 
 
 def test_fidelity_is_eq_13_and_needs_noise():
