@@ -30,6 +30,9 @@ its error is up to 4 · K · eps64 · max E[a²], added to the atol there.
 """
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
 
 from empirical.attribution import (
     draw_noise,
@@ -37,6 +40,7 @@ from empirical.attribution import (
     ig_quadrature,
     input_x_gradient,
     integrated_gradients,
+    saliency,
     smoothed,
     smoothgrad,
     vanilla_gradient,
@@ -384,3 +388,25 @@ def test_clipping_is_off_by_default_and_counted_when_on():
     on = smoothgrad(model, X, 1, stdevs=0.5, nt_samples=4, noise=eps, base="ixg", clip=(lo, hi))
     manual = sum(input_x_gradient(model, (X + 0.5 * eps[:, d]).clamp(lo, hi), 1) for d in range(4)) / 4
     assert torch.allclose(on, manual, rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- tuple packing, a property
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(cut=st.integers(1, 7), method=st.sampled_from(["vg", "ixg", "ig", "sg", "sg_ig"]),
+       max_batch=st.one_of(st.none(), st.integers(1, 20)))
+def test_a_tuple_input_is_the_concatenated_input_split(cut, method, max_batch):
+    """Inputs (x[:, :cut], x[:, cut:]) to a model that concatenates them give the maps of x itself, split at cut:
+    the same points, the same keyed noise (draws are keyed by position in the packed sample), any batching.
+    Tolerance: the same float64 operations up to summation order over ≤ 3·4 terms: 1e-12 · (1 + max|map|)."""
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Linear(8, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1), dtype=D64)
+    t = [0, 2, 1, 1]
+    kw = {"vg": {}, "ixg": {}, "ig": dict(n_steps=3), "sg": dict(sigma=0.3, nt_samples=4, seed=2),
+          "sg_ig": dict(sigma=0.3, nt_samples=2, n_steps=3, seed=2)}[method]
+    whole = saliency(method, lin, x, t, max_batch=max_batch, **kw)
+    parts = saliency(method, lambda a, b: lin(torch.cat([a, b], 1)), (x[:, :cut], x[:, cut:]), t, max_batch=max_batch,
+                     **kw)
+    assert isinstance(parts, tuple) and parts[0].shape == (4, cut)
+    atol = 1e-12 * (1 + float(whole.abs().max()))
+    assert torch.allclose(torch.cat(parts, 1), whole, rtol=0, atol=atol)
