@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from empirical import data as data_mod
-from empirical.attribution import draw_noise, sigma_abs, sigma_rel, smoothgrad
+from empirical.attribution import draw_noise, input_x_gradient, sigma_abs, sigma_rel, smoothgrad
 from empirical.errors import UserError
 from empirical.experiments.loo.config import LooConfig
 from empirical.experiments.smoothing.config import SmoothingStudyConfig
@@ -17,6 +17,7 @@ from empirical.experiments.split.config import SplitStabilityConfig
 from empirical.measures import linf_ball_perturbations, relative_input_stability
 
 F32_EPS = torch.finfo(torch.float32).eps
+X = torch.tensor([[1.5, 2.0, 1.3], [0.5, 0.1, 2.3], [1.5, 2.0, 1.3]], dtype=torch.float64)
 
 
 def test_sigma_abs_and_sigma_rel_are_inverse_for_every_range_form():
@@ -87,3 +88,36 @@ def test_ris_perturbations_are_not_clipped_unless_asked_and_counted_when_clipped
     xp = linf_ball_perturbations(x, 0.1, 0, 4, seed=3)
     assert torch.equal(on.n_clipped, ((xp < 0) | (xp > 1)).flatten(2).sum((0, 2)))
     assert int(on.n_clipped.sum()) > 0 and not math.isnan(float(off.score.sum()))
+
+
+# --------------------------------------------------------------------------- the library's door
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+
+
+@pytest.mark.parametrize("bad", [38.0, 1e6, 1.5])
+def test_relative_sigma_past_the_whole_range_is_an_error_naming_it(bad):
+    with pytest.raises(UserError, match=f"sigma = {bad!r} is more than 1 of the pixel range"):
+        smoothgrad(_net(), X, 1, sigma=bad, nt_samples=2)
+    with pytest.raises(UserError, match="stdevs / pixel_range"):
+        smoothgrad(_net(), X, 1, stdevs=bad * 2.0, pixel_range=2.0, nt_samples=2)
+
+
+def test_clipping_is_off_by_default_and_counted_when_on():
+    """Off: the model sees x + σε exactly (values far outside [0, 1] kept). On: each noisy value outside the
+    range is clamped and counted once per (image, draw), not once per IG path step."""
+    model = _net()
+    eps = draw_noise(X, 4, seed=1)
+    off = smoothgrad(model, X, 1, stdevs=0.5, nt_samples=4, noise=eps, base="ixg")
+    manual = sum(input_x_gradient(model, X + 0.5 * eps[:, d], 1) for d in range(4)) / 4
+    assert torch.allclose(off, manual, rtol=0, atol=1e-12)
+    lo, hi = 0.0, 2.0
+    _, clipped = smoothgrad(model, X, 1, stdevs=0.5, nt_samples=4, noise=eps, base="ig", n_steps=3,
+                            clip=(lo, hi), return_clipped=True)
+    noisy = X[:, None] + 0.5 * eps
+    assert torch.equal(clipped, ((noisy < lo) | (noisy > hi)).flatten(1).sum(1))
+    assert int(clipped.sum()) > 0
+    on = smoothgrad(model, X, 1, stdevs=0.5, nt_samples=4, noise=eps, base="ixg", clip=(lo, hi))
+    manual = sum(input_x_gradient(model, (X + 0.5 * eps[:, d]).clamp(lo, hi), 1) for d in range(4)) / 4
+    assert torch.allclose(on, manual, rtol=0, atol=1e-12)
