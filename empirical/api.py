@@ -44,7 +44,7 @@ from empirical.attribution import (
 )
 from empirical.attribution._checks import _check_target
 from empirical.attribution.sigma import sigma_abs, sigma_rel  # noqa: F401  (re-exported by empirical)
-from empirical.errors import TrainingDiverged, UserError
+from empirical.errors import UserError
 from empirical.measures import agreement, faithfulness, relative_stability, sparsity
 
 # The front door's method names; Captum-style long names are aliases.
@@ -265,31 +265,44 @@ def _as_tensors(data, targets) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train_disjoint_pair(make_model: Callable[[], nn.Module], data, targets=None, *, n: int | None = None,
                         epochs: float = 2.0, batch_size: int = 64, lr: float = 0.05, optimizer: str = "sgd_ct",
-                        c: float = 20.0, seed: int = 0, device: str | torch.device = "cpu",
+                        c: float = 20.0, weight_noise: float = 0.0, seed: int = 0, device: str | torch.device = "cpu",
+                        progress: bool = False,
                         fit: Callable | None = None) -> tuple[nn.Module, nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     """Two networks from ``make_model()`` trained on disjoint halves of the data: Ye & Farnia sec. 5.1's pair.
 
     ``data``: a float tensor of inputs [n_total, ...] in the model's units with ``targets`` (integer [n_total]),
     or a torch ``Dataset`` of (x, y) pairs. ``n`` images per half (default: half of the data), drawn by a
     seeded permutation (:func:`empirical.data.disjoint_splits`: never overlapping). Each network is trained by
-    minibatch SGD with the schedule of :class:`empirical.training.trainer.TrainConfig` (``optimizer``
-    "sgd_ct": α_t = min(lr, c/t), the step rule of Theorems 5-6; "sgd", "adam" also), cross-entropy on the
-    model's logits, its own seed (initialisation and batch order). ``fit(model, x, y, seed)`` replaces that
-    loop with the caller's own training. Returns (model_a, model_b, (indices_a, indices_b)), both in eval mode.
+    the project's one trainer, :func:`empirical.training.trainer.train` (cross-entropy on the model's logits;
+    ``optimizer`` "sgd_ct": α_t = min(lr, c/t), the step rule of Theorems 5-6, or "noisy_sgd" with
+    ``weight_noise``, "sgd", "adam"; divergence is a one-line error), with its own seed (initialisation and
+    batch order). The trainer reads pixel images in [0, 1]; inputs in any units are handed to it mapped
+    affinely onto [0, 1] by the data's min and max, and mapped back by its ``normalize`` step, so the model
+    sees its own units (to float32 rounding). ``fit(model, x, y, seed)`` replaces the trainer with the
+    caller's own training. Returns (model_a, model_b, (indices_a, indices_b)), both in eval mode.
     """
+    from dataclasses import replace
+
     from empirical import data as data_mod
-    from empirical.training.trainer import TrainConfig
+    from empirical.training.trainer import TrainConfig, train
 
     x, y = _as_tensors(data, targets)
     if not x.is_floating_point():
         raise UserError(f"inputs must be floats in the model's units, got {x.dtype} (scale integer images first)")
     half = x.shape[0] // 2 if n is None else n
     idx = data_mod.disjoint_splits(x.shape[0], 2, half, seed=seed)
-    cfg = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, lr=lr, c=c, seed=seed)
+    cfg = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, lr=lr, c=c,
+                      weight_noise=weight_noise, seed=seed)
     cfg.validate()
-    if optimizer == "noisy_sgd":
-        raise UserError("optimizer 'noisy_sgd' is the studies' (empirical.training.trainer.train); here: sgd_ct, "
-                        "sgd or adam")
+    if fit is None:
+        lo, hi = float(x.min()), float(x.max())
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise UserError(f"inputs must be finite and not all equal, got values in [{lo}, {hi}]")
+        span, dtype = hi - lo, x.dtype
+        x01 = ((x - lo) / span).clamp_(0.0, 1.0)  # clamp: rounding at the two ends
+
+        def to_model_units(b: torch.Tensor) -> torch.Tensor:
+            return b.to(dtype) * span + lo
     models = []
     for h, ix in enumerate(idx):
         torch.manual_seed(seed * 2 + h)
@@ -300,33 +313,7 @@ def train_disjoint_pair(make_model: Callable[[], nn.Module], data, targets=None,
         if fit is not None:
             fit(model, x[ix].to(device), y[ix].to(device), seed * 2 + h)
         else:
-            _sgd(model, x[ix].to(device), y[ix].to(device), cfg, seed * 2 + h)
+            train(model, x01[ix], y[ix], to_model_units, replace(cfg, seed=seed * 2 + h), device=device,
+                  desc=f"half {h}", progress=progress)
         models.append(model.eval())
     return models[0], models[1], (idx[0], idx[1])
-
-
-def _sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg, seed: int) -> None:
-    """Minibatch training with the trainer's step-size rule (``step_size``) and seeded batch order."""
-    from empirical.training.trainer import step_size
-
-    T = cfg.steps(len(x))
-    g = torch.Generator().manual_seed(seed + 1)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = (torch.optim.Adam(params, lr=cfg.lr) if cfg.optimizer == "adam" else
-           torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum if cfg.optimizer == "sgd" else 0.0,
-                           weight_decay=cfg.weight_decay if cfg.optimizer == "sgd" else 0.0))
-    model.train()
-    order = torch.empty(0, dtype=torch.long)
-    for t in range(1, T + 1):
-        if len(order) < cfg.batch_size:
-            order = torch.cat([order, torch.randperm(len(x), generator=g)])
-        b, order = order[:cfg.batch_size].to(x.device), order[cfg.batch_size:]
-        for group in opt.param_groups:
-            group["lr"] = step_size(cfg, t, T)
-        loss = nn.functional.cross_entropy(model(x[b]), y[b])
-        if not math.isfinite(float(loss.detach())):
-            raise TrainingDiverged(f"training diverged at step {t} of {T} (loss = {float(loss.detach())}); lower lr "
-                                   f"(now {cfg.lr:g})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
