@@ -95,7 +95,8 @@ def assert_close(ours, theirs, extra=0.0, bound=None):
 
 
 def captum_weight_error(model, inputs, target, baselines, n_steps, method, extra, multiply_by_inputs):
-    """Per element, Σ_s |w_s − fl32(w_s)| · |∇f(x0 + α_s (x − x0))| (⊙ |x − x0| when multiplying by inputs):
+    """Per element, Σ_s |w_s − fl32(w_s)| · |∇f(x0 + α_s (x − x0))| (⊙ |x − x0| when multiplying by
+    inputs):
     what Captum's float32 step sizes change in IG (a tuple, per input)."""
     alphas, w = ig_quadrature(n_steps, method)
     dw = (w - w.float().double()).abs()
@@ -340,7 +341,8 @@ def test_old_names_are_aliases_and_both_at_once_is_an_error():
 def test_rank_and_batch_errors_name_the_shape():
     """Issue 15: one image without its batch dimension gave a torch shape error 16 frames deep."""
     conv = BasicModel_ConvNet_One_Conv().double()
-    with pytest.raises(UserError, match=r"the model failed on inputs of shape \[3, 4, 4\]: RuntimeError: .*batch first") as e:
+    failed = r"the model failed on inputs of shape \[3, 4, 4\]: RuntimeError: .*batch first"
+    with pytest.raises(UserError, match=failed) as e:
         vanilla_gradient(conv, conv_input()[:, 0], [0, 1, 1])  # the channel dim dropped
     assert "\n" not in str(e.value)
     model = multilayer()
