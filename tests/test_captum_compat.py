@@ -24,8 +24,9 @@ allowance), so atol = 2 · 32 · 2.2e-16 · 10³ · max|map| ≈ 1.4e-11 · max|
 O(1) relative. Two additions where Captum rounds: (1) Captum casts IG's step sizes to float32
 (``torch.tensor(step_sizes).float()`` in captum/attr/_core/integrated_gradients.py), so its IG is off by
 Σ_s |w_s − fl32(w_s)| · |∇f(path_s) ⊙ (x − x0)| per element, which the test computes exactly
-(:func:`captum_weight_error`; zero for the Riemann rules with 4 or 8 steps, whose weights 1/4, 1/8 are exact
-in float32, so the NoiseTunnel IG cases use those); (2) VarGrad: Captum forms E[a²] − E[a]², which cancels:
+(:func:`captum_weight_error`); its Riemann nodes come from a float32 ``torch.linspace``
+(captum/attr/_utils/approximation_methods.py), so the Riemann cases use 4 or 8 steps, whose nodes k/8,
+(k + 1/2)/8 and weights 1/4, 1/8 are exact in float32 (the bound is then 0); (2) VarGrad: Captum forms E[a²] − E[a]², which cancels:
 its error is up to 4 · K · eps64 · max E[a²], added to the atol there.
 """
 import pytest
@@ -49,13 +50,7 @@ from empirical.errors import UserError
 from empirical.nets.models import build
 
 pytest.importorskip("captum.attr")
-from captum.attr import (  # noqa: E402
-    InputXGradient,
-    IntegratedGradients,
-    LayerGradCam,
-    NoiseTunnel,
-    Saliency,
-)
+from captum.attr import InputXGradient, IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency  # noqa: E402
 from captum.testing.helpers.basic_models import (  # noqa: E402
     BasicModel,
     BasicModel2,
@@ -71,7 +66,7 @@ EPS64 = torch.finfo(D64).eps
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread():  # tiny models: intra-op threads only contend (as in tests/test_saliency.py)
     prev = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -132,7 +127,13 @@ CASES = {
     "single": lambda: (multilayer(), X, None),
     "tuple+scale": lambda: (BasicModel_MultiLayer_MultiInput().double(), (X1, X2, X3), (2,)),
     "per-sample-arg": lambda: (multilayer(), X, (ADD,)),
+    "smooth": lambda: (smooth_net(), X, None),  # curved (tanh): gradients vary across draws, so VarGrad is not 0
 }
+
+
+def smooth_net():
+    torch.manual_seed(4)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
 TARGETS = {"int": 1, "0-d": torch.tensor(1), "list": [0, 1, 1], "[N]": torch.tensor([0, 1, 0])}
 
 
@@ -182,13 +183,16 @@ def test_input_x_gradient_matches_captum(case, target):
 def test_integrated_gradients_matches_captum(case, method, multiply_by_inputs):
     model, inputs, extra = CASES[case]()
     base = tuple(0.1 * torch.ones_like(t[:1]) for t in inputs) if isinstance(inputs, tuple) else 0.25
-    kw = dict(baselines=base, n_steps=7, method=method, additional_forward_args=extra,
+    # Captum's Riemann nodes come from a float32 torch.linspace: with 8 steps they are k/8 or (k + 1/2)/8, exact
+    # in float32, as are the weights 1/8; Gauss-Legendre's nodes are float64 (numpy), its weights float32-rounded.
+    steps = 7 if method == "gausslegendre" else 8
+    kw = dict(baselines=base, n_steps=steps, method=method, additional_forward_args=extra,
               return_convergence_delta=True)
     for t in TARGETS.values():
         theirs, d_theirs = IntegratedGradients(model, multiply_by_inputs=multiply_by_inputs).attribute(
             _clone(inputs), target=t, **kw)
         ours, d_ours = integrated_gradients(model, inputs, t, multiply_by_inputs=multiply_by_inputs, **kw)
-        err = captum_weight_error(model, inputs, t, base, 7, method, extra, multiply_by_inputs)
+        err = captum_weight_error(model, inputs, t, base, steps, method, extra, multiply_by_inputs)
         assert_close(ours, theirs, bound=err)
         assert_close(d_ours, d_theirs, bound=sum(e.flatten(1).sum(1) for e in err))
 
@@ -312,12 +316,16 @@ def test_layer_gradcam_reproduces_captums_expected_values():
 
 @pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("kind", ["conv", "conv_tuple", "non_conv"])
+@pytest.mark.parametrize("kind", ["conv", "conv_tuple", "tanh_conv", "non_conv"])
 def test_layer_gradcam_matches_captum(relu, target, kind):
     t = TARGETS[target]
-    if kind == "non_conv":
-        model, inputs, layer = multilayer(), X, None
+    if kind == "non_conv":  # the middle row's features sum into (−1, 0): a negative Grad-CAM before the ReLU
+        model, inputs = multilayer(), torch.tensor([[1.5, 2.0, 1.3], [0.2, -0.9, 0.1], [1.5, 2.0, 1.3]], dtype=D64)
         layer = model.linear0
+    elif kind == "tanh_conv":  # signed activations and gradients: maps of both signs before the ReLU
+        torch.manual_seed(3)
+        model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(48, 3)).double()
+        layer, inputs = model[0], conv_input() / 4
     else:
         model = BasicModel_ConvNet_One_Conv().double()
         layer = model.conv1
@@ -325,6 +333,8 @@ def test_layer_gradcam_matches_captum(relu, target, kind):
     theirs = LayerGradCam(model, layer).attribute(_clone(inputs), target=t, relu_attributions=relu)
     ours = gradcam(model, inputs, t, layer, upsample=None, relu_attributions=relu)
     assert_close(ours, theirs)
+    if kind in ("non_conv", "tanh_conv"):  # the switch is exercised: Captum's map has negative values unless ReLU'd
+        assert bool((theirs < 0).any()) != relu
 
 
 # --------------------------------------------------------------------------- the door: names, ranks, σ, clip
