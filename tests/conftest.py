@@ -15,7 +15,7 @@ settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHES
 # rounding model of empirical/runtime/rounding.py, or they compare the same kernel path bit for bit.
 NUMERICS_MODULES = {"test_attacks", "test_benchmarks", "test_curvature", "test_keyed_rng", "test_lockstep",
                     "test_metrics", "test_models_training", "test_network_bounds", "test_quality_metrics",
-                    "test_saliency", "test_smoothing"}
+                    "test_saliency", "test_smoothing", "test_captum_compat", "test_sigma_units", "test_front_door"}
 
 
 def pytest_collection_modifyitems(config, items):
