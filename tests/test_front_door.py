@@ -40,6 +40,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow  # a fresh interpreter (not a numerics check: kept out of make test-portable)
 def test_readme_snippet_runs_on_a_model_it_defines():
     code = readme_snippet()
     assert "nn.Sequential(" in code and "empirical.nets" not in code  # the user's model, not one of ours
@@ -52,6 +53,7 @@ def test_readme_snippet_runs_on_a_model_it_defines():
     assert all("95% CI" in ln and "over 64 images" in ln for ln in lines)
 
 
+@pytest.mark.slow
 def test_import_is_light_and_the_front_door_loads_on_first_use():
     res = _run("import sys, empirical as es; assert 'torch' not in sys.modules; es.attribute; "
                "assert 'empirical.api' in sys.modules; print(sorted(es.FRONT_DOOR))")
