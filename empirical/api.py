@@ -50,15 +50,16 @@ from empirical.measures import agreement, faithfulness, relative_stability, spar
 # The front door's method names; Captum-style long names are aliases.
 ATTRIBUTE_METHODS = ("vg", "ixg", "ig", "gradcam", "gradcampp")
 _ALIASES = {"saliency": "vg", "input_x_gradient": "ixg", "integrated_gradients": "ig"}
+_SMOOTHED = {"sg": "vg", "smoothgrad": "vg", "sg_ig": "ig"}  # the registry's smoothed names: they need sigma
 QUALITY_METRICS = ("gini", "ris", "ros", "rrs", "road", "road_lerf")
 NT_SAMPLES = 32  # noise draws per image when sigma > 0 and nt_samples is not given (Monte-Carlo error ~ 1/√32)
 
 
 def _method(method: str) -> str:
-    m = _ALIASES.get(method, method)
+    m = _ALIASES.get(method, _SMOOTHED.get(method, method))
     if m not in ATTRIBUTE_METHODS:
         raise UserError(f"unknown method {method!r}; valid: {', '.join(ATTRIBUTE_METHODS)} "
-                        f"(or {', '.join(_ALIASES)})")
+                        f"(or {', '.join(_ALIASES)}; {', '.join(_SMOOTHED)} with sigma > 0)")
     return m
 
 
@@ -83,7 +84,8 @@ def attribute(model: nn.Module, x, target=None, method: str = "ig", *, sigma=Non
     ``x``: a tensor [N, ...] or a tuple of them (Captum's convention), in the model's input units;
     ``target``: an int, a 0-d tensor, a list or a tensor [N] (None for a model with one output per example).
     ``method``: "vg" (vanilla gradient, Captum's ``Saliency``), "ixg" (``InputXGradient``), "ig"
-    (``IntegratedGradients``), "gradcam" / "gradcampp" (``layer``: the model's conv layer).
+    (``IntegratedGradients``), "gradcam" / "gradcampp" (``layer``: the model's conv layer); "sg" and "sg_ig"
+    (the registry's SmoothGrad and smoothed IG) are "vg" and "ig" with a ``sigma`` > 0 required.
     ``sigma`` > 0 (a FRACTION OF THE PIXEL RANGE, at most 1; ``pixel_range``: the range's width in model-input
     units, default 1.0; or Captum's absolute ``stdevs``) smooths the map over ``nt_samples`` Gaussian draws
     (default :data:`NT_SAMPLES`), seeded by (``seed``, ``ids``): two models called with the same seed and ids
@@ -93,6 +95,9 @@ def attribute(model: nn.Module, x, target=None, method: str = "ig", *, sigma=Non
     ``relu_attributions``; IG's quadrature rule is ``rule`` here (``method`` names the attribution method).
     """
     m = _method(method)
+    if method in _SMOOTHED and not _smoothing(sigma, stdevs):
+        raise UserError(f"method {method!r} is smoothed: give sigma > 0 (fraction of the pixel range), got "
+                        f"sigma={sigma!r}; or method={m!r} for the plain map")
     if m.startswith("gradcam"):
         if layer is None:
             raise UserError(f"method {method!r} needs layer=, the conv layer of the model whose activations it weighs")

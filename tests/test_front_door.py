@@ -81,6 +81,8 @@ def test_attribute_is_the_library_function():
                        integrated_gradients(net, x, y, n_steps=6, method="riemann_middle"))
     assert torch.equal(es.attribute(net, x, y, "ig", sigma=0.2, nt_samples=3, n_steps=4, seed=7),
                        smoothgrad(net, x, y, sigma=0.2, n_draws=3, base="ig", ig_steps=4, seed=7))
+    assert torch.equal(es.attribute(net, x, y, "sg", sigma=0.2, nt_samples=3), smoothgrad(net, x, y, sigma=0.2,
+                                                                                         n_draws=3))
     assert torch.equal(es.attribute(net, x, y, "gradcam", layer=net[0]), gradcam(net, x, y, net[0]))
     cam = es.attribute(net, x, y, "gradcampp", layer=net[0], sigma=0.1, nt_samples=2)
     ref = smoothed(lambda p, t: gradcam(net, p, t, net[0], plus=True), x, y, sigma=0.1, n_draws=2)
@@ -138,6 +140,7 @@ def test_train_disjoint_pair_on_tensors_and_on_a_dataset():
 @pytest.mark.parametrize("call,pattern", [
     (lambda n, x, y: es.attribute(n, x, y, "deeplift"), "unknown method 'deeplift'; valid: vg, ixg, ig"),
     (lambda n, x, y: es.attribute(n, x, y, "gradcam"), "needs layer="),
+    (lambda n, x, y: es.attribute(n, x, y, "sg"), "method 'sg' is smoothed: give sigma > 0"),
     (lambda n, x, y: es.attribute(n, x, y, "vg", sigma=38, nt_samples=2), "sigma = 38.0 is more than 1"),
     (lambda n, x, y: es.quality(n, x, y, metrics=["faithfulness"]), "unknown quality metric.*'faithfulness'"),
     (lambda n, x, y: es.quality(n, x, y, metrics=["rrs"]), "needs representation="),
