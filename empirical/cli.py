@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from empirical.errors import UserError
+from empirical.errors import DeadlineReached, UserError
 from empirical.runtime.precision import set_fp32_ieee
 
 
@@ -82,6 +82,9 @@ def run_main(fn: Callable[[], int]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DeadlineReached as e:  # a GPU slice's budget: state saved, the same command resumes
+        print(f"stopped: {e}", file=sys.stderr)
+        return DeadlineReached.EXIT_CODE
     except KeyboardInterrupt:
         print("interrupted: finished units and the last epoch boundary of a training are saved; re-run the same "
               "command to resume", file=sys.stderr)

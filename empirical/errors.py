@@ -7,3 +7,11 @@ class UserError(ValueError):
 
 class TrainingDiverged(UserError):
     """A training whose loss became NaN/inf (too large a step size): nothing from it is saved or cached."""
+
+
+class DeadlineReached(Exception):
+    """A run stopped cleanly at its wall-clock deadline (a GPU slice's budget): its state up to the last step or
+    unit is saved, and the same command resumes it. Entry points print its message on one line and exit 75
+    (EX_TEMPFAIL: try again)."""
+
+    EXIT_CODE = 75

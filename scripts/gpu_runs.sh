@@ -1,33 +1,25 @@
 #!/usr/bin/env bash
-# The committed GPU runs, sized for the workplace's `device` tool (one command <= 10 min, 30 device-minutes
-# per session, a bare machine each time, files back only through $OUT: <= 8 files of <= 16 MiB).
+# The GPU runs, sized for the workplace's `device` tool: 15 device-minutes per session (start-up and idle counted),
+# one command <= 10 min, a bare machine each time, files back only through $OUT (<= 8 files of <= 16 MiB, 64 MiB
+# in all), <= 64 MiB travelling with a call (tree + carried paths). docs/gpu_runs.md has the order and the calls.
 #
 #   here, once:   bash scripts/gpu_runs.sh prepare
-#                 -> .gpu/ (in .gitignore): Fashion-MNIST's four IDX .gz files and the wheels the machine lacks
-#                    (captum, quantus, cachetools, kornia, kornia_rs; torch, numpy, scipy, matplotlib, tqdm, scikit-image,
-#                    opencv-headless are already there). About 38 MiB, under the 64 MiB carry limit.
-#   there:        device run, carry [".gpu"], command:
-#                 SALIENCY_STABILITY_COMMIT=<git rev-parse HEAD, here> bash scripts/gpu_runs.sh JOB
-#                 (the device's copy of the tree can carry a stale .git: the results record this commit instead)
-#                 JOB: bench | split | loo | smoothing | smoothing-paper (each sized to end inside 10 min,
-#                 except smoothing-paper: see below)
-#   back here:    the call's files land in files_at: JOB.tar.gz (the results folder without checkpoints)
-#                 and JOB.log; unpack with `tar -xzf JOB.tar.gz -C results/` and commit.
+#                 -> .gpu/ (in .gitignore): Fashion-MNIST's four IDX .gz files (.gpu/data, 29 MiB) and the wheels
+#                    only `bench` needs (.gpu/whl: captum, quantus, cachetools, kornia, kornia_rs; ~8.5 MiB)
+#   a slice:      device run, timeout_s 600, carry [".gpu"] (bench) or [".gpu/data", ".slices"], command:
+#                 SALIENCY_STABILITY_COMMIT=<git rev-parse HEAD, here> bash scripts/gpu_runs.sh slice JOB
+#                 smoke (1 min), unpack the carried state, work to SLICE_BUDGET (540 s), pack the state and the
+#                 results into $OUT (empirical/runtime/slices.py); exit 0 complete, 75 run the next slice
+#   between:      python3 empirical/runtime/slices.py stash <files_at> --job JOB   (-> .slices/, carried next)
+#   when done:    tar -xzf <files_at>/JOB.results.tar.gz -C runs/ && python -m empirical.report.import_run ...
 #
 # Sizes. bench is the issue's full run (330 s on an H100). split is the paper sweep with 16 Gauss-Legendre IG
-# nodes instead of 50 (smoothed IG at 50 nodes is 2·10^8 gradient evaluations, ~10 min alone); loo is the
-# paper grid with 100 test images, 32 draws and 16 IG nodes; the smoothing study trains the medium preset
-# (20k images, FGSM with random start) for 3 epochs (SMOOTHING_EPOCHS): its paper protocol (7 regimes x 50
-# epochs x 60k images of PGD-40 at batch 32, about 9e9 sequential LeNet passes in 7e5 optimizer steps)
-# takes hours eagerly. Each results folder's config records the sizes it ran at.
-#
-# smoothing-paper: the paper protocol itself (`--preset paper`: 7 regimes, 50 epochs of 60k images, PGD-40,
-# batch 32), trained in lockstep with CUDA-graphed steps (empirical/lockstep.py). Its run folder is kept on the
-# machine between calls, so a call stopped by JOB_TIMEOUT resumes in the next call from the last epoch
-# boundary (the machine must still be warm: call again at once). bench's training.smoothing_protocol
-# projects its training time, in full float32 and with TF32 (lockstep / lockstep_tf32 .projected_paper_hours):
-# run `smoke bench` first. The paper's training is 45.5 PFLOP (11 min at an H100's float32 peak), so expect
-# to need PAPER_ARGS="--train-tf32" and/or "--epochs E" (README, "The GPU runs").
+# nodes (SPLIT_ARGS="--ig-steps 50" for the paper's 50: 2-4 slices); loo is the paper grid with 100 test images,
+# 32 draws and 16 IG nodes; smoothing trains the medium preset (20k images, FGSM with random start) for 3 epochs
+# (SMOOTHING_EPOCHS). smoothing-paper is the paper protocol (`--preset paper`: 7 regimes, 50 epochs of 60k images,
+# PGD-40, batch 32) trained in lockstep with CUDA-graphed steps: its training state (262 MiB) cannot travel
+# between slices, so a slice must finish it: PAPER_ARGS="--train-tf32 --epochs E" with E from the bench slice
+# (python -m empirical.runtime.slice_plan). Each results folder's config records the sizes it ran at.
 #
 # Several jobs per call: `bash scripts/gpu_runs.sh split loo` runs them in turn; GPU_RUNS_PARALLEL=1 side by
 # side on the one GPU (wall times then overlap). `smoke` runs every job at tiny sizes on the GPU and the
@@ -51,11 +43,16 @@ if [ "${1:-}" = prepare ]; then
     exit 0
 fi
 
+slice_mode=
+if [ "${1:-}" = slice ]; then  # one slice of one job (docs/gpu_runs.md): smoke, unpack, work to a deadline, pack
+    slice_mode=1; shift
+    [ $# -eq 1 ] && [ "$1" != smoke ] || { echo "usage: bash scripts/gpu_runs.sh slice JOB (one job, not smoke)" >&2; exit 2; }
+fi
 jobs=("$@")
 [ ${#jobs[@]} -gt 0 ] || jobs=(usage)
 for j in "${jobs[@]}"; do
     case "$j" in bench|split|loo|smoothing|smoothing-paper|smoke) ;; *)
-        echo "usage: bash scripts/gpu_runs.sh prepare | JOB... with JOB in smoke bench split loo smoothing smoothing-paper (see the header)" >&2
+        echo "usage: bash scripts/gpu_runs.sh prepare | [slice] JOB... with JOB in smoke bench split loo smoothing smoothing-paper (see the header)" >&2
         exit 2;;
     esac
 done
@@ -107,9 +104,62 @@ job_cmd() {
     esac
 }
 
+runs=${GPU_RUNS_DIR:-runs}
 if [ -n "${GPU_RUNS_DRY:-}" ]; then  # print each job's command line (one argument per line) and stop
     for j in "${jobs[@]}"; do [ "$j" = smoke ] && continue; job_cmd "$j" "runs/gpu-$j"; printf '%s\n' "${cmd[@]}"; done
     exit 0
+fi
+
+# one slice of one job (SLICE_BUDGET s in all, default 540 = 9 min; the device call's timeout_s leaves ~1 min):
+# (1) the device check and the job at tiny size, at most SLICE_SMOKE s (default 60; 0: no smoke, for tests);
+# (2) the state a previous slice returned (.slices/, GPU_SLICES_CARRY) unpacked into the run folder; (3) the job
+# until SLICE_PACK_MARGIN s (default 45) before the budget ends: the smoothing study stops itself there
+# (--time-limit: a training at a step boundary, its state saved; evaluation between units), the others are
+# stopped by timeout (finished units are atomic files; a training loses at most its epoch); (4) the state and
+# the results packed into $OUT (empirical/runtime/slices.py). Exit 0: the job is complete; 75: stopped at its
+# deadline, run the next slice; anything else: failed (what it finished still comes back).
+run_slice() {
+    local j=$1 run="$runs/gpu-$1" t0 st=0 left lim=() log="$out/$1.log"
+    t0=$(date +%s)
+    mkdir -p "$out" "$runs"
+    (
+        if [ "${SLICE_SMOKE:-60}" -gt 0 ]; then
+            "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" || exit 3
+            # tiny sizes (two smoothing models: lockstep and its CUDA graphs are still exercised)
+            local split_args=("${tiny_split[@]}") loo_args=("${tiny_loo[@]}") bench_args=(--tiny) \
+                smooth_args=("${tiny_smooth[@]}" --regimes N A --methods vg ig) paper_args=("${tiny_smooth[@]}" --regimes N A --methods vg ig)
+            local sst=0
+            job_cmd "$j" "$runs/smoke-$j"; rm -rf "$runs/smoke-$j"
+            timeout "${SLICE_SMOKE:-60}" "$PY" -m "${cmd[@]}" > "$runs/smoke-$j.log" 2>&1 || sst=$?
+            if [ "$sst" = 124 ]; then  # slow, not broken: the slice goes on (its own deadline still holds)
+                echo "[slice] smoke of $j still running after ${SLICE_SMOKE:-60} s: stopped, going on"
+            elif [ "$sst" != 0 ]; then
+                tail -n 20 "$runs/smoke-$j.log"; echo "[slice] smoke of $j failed: nothing run, the carried state is unchanged"; exit 3
+            else
+                echo "[slice] smoke of $j passed after $(( $(date +%s) - t0 )) s"
+            fi
+        fi
+    ) > "$log" 2>&1 || { cat "$log"; return 3; }
+    "$PY" empirical/runtime/slices.py unpack --carry "${GPU_SLICES_CARRY:-.slices}" --run "$run" --job "$j" >> "$log" 2>&1 || { cat "$log"; return 4; }
+    left=$(( ${SLICE_BUDGET:-540} - ${SLICE_PACK_MARGIN:-45} - ( $(date +%s) - t0 ) ))
+    if [ "$left" -ge 10 ]; then
+        job_cmd "$j" "$run"
+        case "$j" in smoothing*) lim=(--time-limit "${SLICE_TIME_LIMIT:-$left}");; esac  # override: tests
+        timeout "$(( left + 15 ))" "$PY" -m "${cmd[@]}" "${lim[@]}" >> "$log" 2>&1 || st=$?
+    else
+        st=75; echo "[slice] no time left for $j after the smoke and the unpacking" >> "$log"
+    fi
+    [ "$st" = 124 ] && st=75  # stopped by the backstop: finished units and the last snapshot are kept
+    "$PY" empirical/runtime/slices.py pack --run "$run" --out "$out" --job "$j" --exit-code "$st" \
+        ${GPU_SLICES_CARRY_BUDGET:+--carry-budget "$GPU_SLICES_CARRY_BUDGET"} >> "$log" 2>&1 || st=5
+    echo "[slice] $j exit $st after $(( $(date +%s) - t0 )) s" >> "$log"
+    tail -n 30 "$log"
+    return "$st"
+}
+if [ -n "$slice_mode" ]; then
+    st=0; run_slice "${jobs[0]}" || st=$?
+    ls -la "$out"
+    exit "$st"
 fi
 
 mkdir -p "$out" runs

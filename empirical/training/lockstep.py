@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from empirical.attacks.pgd import pgd_from, project
 from empirical.data import check_pixels, pixel_scale
-from empirical.errors import TrainingDiverged, UserError
+from empirical.errors import DeadlineReached, TrainingDiverged, UserError
 from empirical.nets.models import eval_mode
 from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import atomic_save, epoch_snapshot, load_or_build, read_snapshot
@@ -115,6 +115,7 @@ def train_lockstep(
     desc: str = "train",
     progress: bool = True,
     graphs: bool | None = None,
+    deadline: float | None = None,
 ) -> list[dict]:
     """Train every model in place on (x_uint8 [n,C,H,W], y [n]); one record per model, as ``train`` returns.
 
@@ -130,10 +131,17 @@ def train_lockstep(
             one of the same configuration is resumed from.
         graphs: capture each step in a CUDA graph; default: on CUDA devices. If capture fails the run
             continues eagerly, with a warning.
+        deadline: wall-clock time (``time.time()`` seconds) after which the training stops at the next step
+            boundary: every model's state is saved to its ``resumes`` file (mid-epoch too: the snapshot holds the
+            rest of the epoch's batch order) and :class:`~empirical.errors.DeadlineReached` is raised. At least
+            one step runs per call, so a chain of calls always progresses. The resumed training ends with the
+            same weights as one never stopped (bit for bit on the same kernel path).
     """
     _check(models, attacks, resumes, cfg)
     check_pixels(x_uint8, what="training images")
     scale = pixel_scale(x_uint8.dtype)
+    if deadline is not None and (resumes is None or any(r is None for r in resumes)):
+        raise UserError("a training deadline needs a resume file per model (where its state is saved)")
     t0 = time.time()
     device = torch.device(device)
     graphs = device.type == "cuda" if graphs is None else bool(graphs)
@@ -235,6 +243,18 @@ def train_lockstep(
     bar = tqdm(range(start, T + 1), desc=desc, disable=bar_disabled(progress), leave=False, mininterval=1.0,
                initial=start - 1, total=T)
     for t in bar:
+        if deadline is not None and t > start and time.time() >= deadline:  # a step boundary: save and stop
+            if graphs:
+                torch.cuda.synchronize(device)
+            verify(t - 1)  # never save a diverged state
+            for j in jobs:
+                path = Path(j.resume)
+                if path.exists():
+                    os.replace(path, previous(path))
+                atomic_save(snapshot(j, t - 1), path)
+            bar.close()
+            raise DeadlineReached(f"training of {len(jobs)} model(s) stopped at its deadline after step {t - 1} of "
+                                  f"{T}; its state is saved: re-run the same command to resume")
         next_batch(t)
         if graphs and jobs[0].graph is None:
             tc = time.time()

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from empirical.data import check_pixels, pixel_scale
-from empirical.errors import TrainingDiverged, UserError
+from empirical.errors import DeadlineReached, TrainingDiverged, UserError
 from empirical.runtime.progress import bar_disabled
 from empirical.training.checkpoints import atomic_save, epoch_snapshot, load_or_build, read_snapshot
 
@@ -104,6 +104,7 @@ def train(
     desc: str = "train",
     progress: bool = True,
     resume: Path | None = None,
+    deadline: float | None = None,
 ) -> dict:
     """Train `model` in place on (x_uint8 [n,C,H,W], y [n]); returns a record (T, steps, final loss, wall time).
 
@@ -117,12 +118,18 @@ def train(
     random generator, losses so far), written atomically. If it exists and belongs to the same
     configuration, training continues from it, and ends with the same weights, bit for bit on the same
     device, as a run that was never stopped; an interrupted long training loses at most one epoch.
+
+    `deadline`: wall-clock time (``time.time()`` seconds) after which training stops at the next step boundary,
+    saving its state to `resume` (mid-epoch too) and raising :class:`~empirical.errors.DeadlineReached`; at least
+    one step runs per call.
     """
     import time
 
     cfg.validate()
     check_pixels(x_uint8, what="training images")
     scale = pixel_scale(x_uint8.dtype)
+    if deadline is not None and resume is None:
+        raise UserError("a training deadline needs a resume file (where its state is saved)")
     t0 = time.time()
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
@@ -183,6 +190,12 @@ def train(
     bar = tqdm(range(start, T + 1), desc=desc, disable=bar_disabled(progress), leave=False, mininterval=1.0,
                initial=start - 1, total=T)
     for t in bar:
+        if deadline is not None and t > start and time.time() >= deadline:  # a step boundary: save and stop
+            verify()  # never save a diverged state
+            atomic_save(snapshot(t - 1), Path(resume))
+            bar.close()
+            raise DeadlineReached(f"training stopped at its deadline after step {t - 1} of {T}; its state is saved: "
+                                  "re-run the same command to resume")
         if len(order) < cfg.batch_size:  # epoch boundary: a fresh seeded permutation
             verify()
             if resume is not None and t > start:

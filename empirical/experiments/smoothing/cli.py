@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from empirical import cli
@@ -95,6 +96,10 @@ def parser() -> argparse.ArgumentParser:
                          "and accuracies are still computed in full float32. Default: full float32 throughout")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default runs/smoothing_study-<preset>)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    ap.add_argument("--time-limit", type=cli.positive_float, default=None, metavar="SECONDS",
+                    help="stop cleanly after this many seconds of wall time (a GPU slice's budget): training at a "
+                         "step boundary with its state saved, evaluation between two models' units; exit code 75. "
+                         "The same command resumes (at least one step or unit runs per call)")
     return ap
 
 
@@ -128,6 +133,7 @@ def print_table(res: dict) -> None:
 
 
 def main(argv=None) -> int:
+    t_start = time.time()  # the time limit counts from here (a slice's start-up is its caller's to subtract)
     args = parser().parse_args(argv)
 
     def go() -> int:
@@ -135,7 +141,8 @@ def main(argv=None) -> int:
         cfg.validate()
         cli.note_gpu_sized(preset, cfg.device, "--small and --preset medium")
         out = args.out or Path("runs") / f"smoothing_study-{preset}"
-        res = run(cfg, out, progress=not args.no_progress)
+        deadline = None if args.time_limit is None else t_start + args.time_limit
+        res = run(cfg, out, progress=not args.no_progress, deadline=deadline)
         print_table(res)
         print(f"\n{res['n_eval']} images; wall {res['wall_seconds']:.0f} s; results in {out}/")
         return 0

@@ -33,7 +33,7 @@ from empirical import attribution as saliency
 from empirical import data as data_mod
 from empirical import measures as quality
 from empirical.attacks import pgd as attacks
-from empirical.errors import UserError
+from empirical.errors import DeadlineReached, UserError
 from empirical.experiments.smoothing import figures as figures_smoothing
 from empirical.experiments.smoothing.config import REGIMES, SmoothingStudyConfig
 from empirical.experiments.smoothing.regimes import PixelModel, attack_spec, build_regime, lockstep_group
@@ -74,7 +74,15 @@ def _representation(model: PixelModel) -> callable:
     return rep
 
 
-def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
+def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True, deadline: float | None = None) -> dict:
+    """Train (or load) every model, evaluate each (cached per model), write results.json, table.csv,
+    curves.csv and the figures under ``out``.
+
+    ``deadline``: wall-clock time (``time.time()`` seconds; a GPU slice's budget) at which the run stops
+    cleanly with :class:`~empirical.errors.DeadlineReached`: training at a step boundary (state saved), the
+    evaluation between two models' units (finished units kept). Each call makes progress (one training step or
+    one unit at least); the same call again resumes, and the results equal an uninterrupted run's.
+    """
     cfg.validate()
     t_start = time.time()
     out = prepare_out_dir(out)  # a file or read-only --out fails here, before any training
@@ -120,7 +128,7 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
                                           out / "checkpoints", dict(
                 x_uint8=ds.train_x[train_idx], y=ds.train_y[train_idx], normalize=spec.normalize, cfg=cfg.train,
                 device=device, desc=f"train {{n}} of {len(jobs)} models", progress=progress,
-                graphs=None if cfg.cuda_graphs else False))
+                graphs=None if cfg.cuda_graphs else False, deadline=deadline))
     for (regime, eps), (net, rec, reused) in zip(jobs, trained):
         net.requires_grad_(False).eval()
         nets[(regime, eps)] = PixelModel(net, spec).to(device).eval()
@@ -150,6 +158,7 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
     eval_cfg = {k: v for k, v in asdict(cfg).items()
                 if k not in ("device", "max_batch", "cuda_graphs", "train_tf32", "regimes", "eps_grid", "data_root")}
     rows, curves = [], []
+    computed = 0  # units computed in this call (the deadline lets the first one run: progress per call)
     bar = tqdm(list(nets.items()), desc="metrics", disable=bar_disabled(progress))
     for (regime, eps), pm in bar:
         tkey = next(r["key"] for r in train_records if r["regime"] == regime and r["eps"] == eps)
@@ -157,8 +166,13 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True) -> dict:
         key = config_digest("smoothing-unit-v4", tkey, eval_cfg, eval_idx.tolist())
         unit = cache.get(key, keys=("rows", "curves"))
         if unit is None:
+            if deadline is not None and computed and time.time() >= deadline:
+                bar.close()
+                raise DeadlineReached(f"evaluation stopped at its deadline after {len(rows) // len(cfg.methods)} of "
+                                      f"{len(nets)} models; finished units are saved: re-run the same command to resume")
             unit = evaluate_model(cfg, pm, x, y, ids, x_all, y_all, regime, eps, benign[(regime, eps)])
             cache.put(key, unit)
+            computed += 1
         rows += unit["rows"]
         curves += unit["curves"]
     bar.close()
