@@ -274,17 +274,17 @@ def test_noise_tunnel_matches_captum_on_identical_noise(monkeypatch, case, nt_ty
     n, sd = 8, 0.3
     parts = inputs if isinstance(inputs, tuple) else (inputs,)
     eps = tuple(draw_noise(p, n, seed=5 + i) for i, p in enumerate(parts))
-    _inject(monkeypatch, [sd * e for e in eps])
-    t = [1, 0, 1]
-    theirs = NoiseTunnel(captum_cls(model)).attribute(
-        _clone(inputs), nt_type=nt_type, nt_samples=n, stdevs=sd, target=t, additional_forward_args=extra,
-        **captum_kw)
     noise = eps if isinstance(inputs, tuple) else eps[0]
-    ours = smoothgrad(model, inputs, t, stdevs=sd, nt_samples=n, noise=noise, nt_type=nt_type, base=ours_base,
-                      additional_forward_args=extra, nt_samples_batch_size=3, **ours_kw)  # batching: any
-    sq = max(float((o.detach() ** 2).max()) for o in (theirs if isinstance(theirs, tuple) else (theirs,)))
-    extra_tol = 4 * 32 * EPS64 * (sq + 1) if nt_type == "vargrad" else 0.0
-    assert_close(ours, theirs, extra_tol)
+    for t in TARGETS.values():
+        _inject(monkeypatch, [sd * e for e in eps])
+        theirs = NoiseTunnel(captum_cls(model)).attribute(
+            _clone(inputs), nt_type=nt_type, nt_samples=n, stdevs=sd, target=t, additional_forward_args=extra,
+            **captum_kw)
+        ours = smoothgrad(model, inputs, t, stdevs=sd, nt_samples=n, noise=noise, nt_type=nt_type, base=ours_base,
+                          additional_forward_args=extra, nt_samples_batch_size=3, **ours_kw)  # batching: any
+        sq = max(float((o.detach() ** 2).max()) for o in _tuple(theirs))
+        extra_tol = 4 * 32 * EPS64 * (sq + 1) if nt_type == "vargrad" else 0.0
+        assert_close(ours, theirs, extra_tol)
 
 
 def test_noise_tunnel_accepts_an_int_target_and_the_relative_sigma():
