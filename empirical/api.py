@@ -70,7 +70,7 @@ def _smoothing(sigma, stdevs) -> bool:
             return False
         if isinstance(v, (tuple, list)):
             return any(nonzero(u) for u in v)
-        return bool((torch.as_tensor(v) != 0).any()) if isinstance(v, torch.Tensor) else v != 0
+        return bool((v != 0).any()) if isinstance(v, torch.Tensor) else v != 0
     if sigma is not None and not isinstance(sigma, (numbers.Real, torch.Tensor, tuple, list)):
         raise UserError(f"sigma must be a number (fraction of the pixel range), got {sigma!r}")
     return nonzero(sigma) or nonzero(stdevs)
@@ -98,6 +98,9 @@ def attribute(model: nn.Module, x, target=None, method: str = "ig", *, sigma=Non
     if method in _SMOOTHED and not _smoothing(sigma, stdevs):
         raise UserError(f"method {method!r} is smoothed: give sigma > 0 (fraction of the pixel range), got "
                         f"sigma={sigma!r}; or method={m!r} for the plain map")
+    if nt_type != "smoothgrad" and not _smoothing(sigma, stdevs):
+        raise UserError(f"nt_type {nt_type!r} is a statistic over noise draws: give sigma > 0 (fraction of the "
+                        f"pixel range), got sigma={sigma!r}")
     if m.startswith("gradcam"):
         if layer is None:
             raise UserError(f"method {method!r} needs layer=, the conv layer of the model whose activations it weighs")

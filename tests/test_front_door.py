@@ -141,6 +141,7 @@ def test_train_disjoint_pair_on_tensors_and_on_a_dataset():
     (lambda n, x, y: es.attribute(n, x, y, "deeplift"), "unknown method 'deeplift'; valid: vg, ixg, ig"),
     (lambda n, x, y: es.attribute(n, x, y, "gradcam"), "needs layer="),
     (lambda n, x, y: es.attribute(n, x, y, "sg"), "method 'sg' is smoothed: give sigma > 0"),
+    (lambda n, x, y: es.attribute(n, x, y, "vg", nt_type="vargrad"), "'vargrad' is a statistic over noise draws"),
     (lambda n, x, y: es.attribute(n, x, y, "vg", sigma=38, nt_samples=2), "sigma = 38.0 is more than 1"),
     (lambda n, x, y: es.quality(n, x, y, metrics=["faithfulness"]), "unknown quality metric.*'faithfulness'"),
     (lambda n, x, y: es.quality(n, x, y, metrics=["rrs"]), "needs representation="),
