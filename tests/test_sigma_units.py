@@ -32,6 +32,11 @@ def test_sigma_abs_and_sigma_rel_are_inverse_for_every_range_form():
     for rng, text in ((0.0, "got 0.0"), ((1.0, 1.0), r"\(1.0, 1.0\)"), ("wide", "'wide'")):
         with pytest.raises(UserError, match=text):
             sigma_abs(0.1, rng)
+    x = torch.zeros(2, 3)
+    with pytest.raises(UserError, match=r"sigma for a single input is a number or a tensor \[C\].*\(0.1, 0.2\)"):
+        smoothgrad(nn.Linear(3, 2), x, 0, sigma=(0.1, 0.2), nt_samples=2)
+    with pytest.raises(UserError, match="exactly one of sigma .* and stdevs"):
+        smoothgrad(nn.Linear(3, 2), x, 0, sigma=0.1, stdevs=0.1, nt_samples=2)
 
 
 def test_dataset_pixel_range_gives_the_dataset_sigma():

@@ -118,6 +118,10 @@ def resolve(sigma, stdevs, pixel_range, n_inputs: int | None):
     stdevs, pixel_range is one value for all inputs or a tuple with one per input). A relative σ above
     SIGMA_MAX is an error; so is an absolute one when ``pixel_range`` is given (else the range is unknown). For
     tuple inputs a tuple ``pixel_range`` holds one width per input, not a (lo, hi) pair."""
+    for name, v in (("sigma", sigma), ("stdevs", stdevs)):
+        if n_inputs is None and isinstance(v, (tuple, list)):
+            raise UserError(f"{name} for a single input is a number or a tensor [C] (per channel), got {v!r}; a "
+                            f"tuple gives one value per input of a tuple of inputs")
     if (sigma is None) == (stdevs is None):
         raise UserError("pass the noise level as exactly one of sigma (fraction of the pixel range) and stdevs "
                         f"(absolute, model-input units); got sigma={sigma!r}, stdevs={stdevs!r}")
