@@ -1,10 +1,15 @@
-"""Shared command-line plumbing: value parsers with one-line errors, device choice, error exit."""
+"""Shared command-line plumbing: value parsers with one-line errors, device choice, error exit, and the one
+``main`` every study's entry point runs (:class:`Study` says what differs between them)."""
 from __future__ import annotations
 
 import argparse
 import math
 import sys
-from typing import Callable
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,7 +20,7 @@ from empirical.runtime.precision import set_fp32_ieee
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump): `error: <what> (see --help)`, exit code 2."""
 
-    def error(self, message: str):  # noqa: D401
+    def error(self, message: str):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
@@ -41,7 +46,7 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, lambda v: v > 0, "a finite number > 0")
+    return _number(text, float, lambda v: v > 0, "a finite positive number")
 
 
 def nonnegative_float(text: str) -> float:
@@ -89,3 +94,38 @@ def run_main(fn: Callable[[], int]) -> int:
         print("interrupted: finished units and the last epoch boundary of a training are saved; re-run the same "
               "command to resume", file=sys.stderr)
         return 130
+
+
+@dataclass(frozen=True)
+class Study:
+    """What differs between the study entry points; :func:`main` does the rest the same way for all three.
+
+    ``configure(args) -> (config, preset)``; ``run(config, out, progress=..., **run_kwargs(args, t_start))``
+    returns the results dict that ``report(results, out)`` prints. ``cpu_sizes`` names the CPU-sized presets for
+    the note printed when a GPU-sized preset runs on the CPU."""
+
+    name: str  # runs/<name>-<preset> is the default results folder
+    parser: Callable[[], argparse.ArgumentParser]
+    configure: Callable[[argparse.Namespace], tuple[Any, str]]
+    run: Callable[..., dict]
+    report: Callable[[dict, Path], None]
+    cpu_sizes: str
+    run_kwargs: Callable[[argparse.Namespace, float], dict] = field(default=lambda args, t_start: {})
+
+
+def main(study: Study, argv: list[str] | None = None) -> int:
+    """Parse, validate before any work, run (resuming what a previous call finished), print the report; a
+    user's mistake is one line on stderr and exit 2 (:func:`run_main`)."""
+    t_start = time.time()  # a --time-limit counts from here
+    args = study.parser().parse_args(argv)  # a bad flag: one line, exit 2 (Parser)
+
+    def go() -> int:
+        cfg, preset = study.configure(args)
+        cfg.validate()
+        note_gpu_sized(preset, cfg.device, study.cpu_sizes)
+        out = args.out or Path("runs") / f"{study.name}-{preset}"
+        res = study.run(cfg, out, progress=not args.no_progress, **study.run_kwargs(args, t_start))
+        study.report(res, out)
+        return 0
+
+    return run_main(go)

@@ -37,7 +37,7 @@ With the same seed a one-sample interval draws the same resample indices as
 ``scipy.stats.bootstrap(..., rng=np.random.default_rng(seed), n_resamples=B)`` and agrees with it
 (``tests/test_stats.py``).
 
-Length (~490 lines): one concept, the project's statistics standard; bootstrap, paired designs, verdict
+Length (~510 lines): one concept, the project's statistics standard; bootstrap, paired designs, verdict
 wording and power laws share the Summary record and the few-units rule, and splitting them would scatter it.
 """
 from __future__ import annotations
@@ -285,6 +285,25 @@ def paired_ratio(a, b, *, unit: str, **kw) -> Summary:
     s = bootstrap(ab, _ratio_of_means, unit=unit, label="paired", **kw)
     with np.errstate(divide="ignore", invalid="ignore"):
         return replace(s, unit_values=tuple((ab[:, 0] / ab[:, 1]).tolist()))
+
+
+def spearman(sample: np.ndarray) -> np.ndarray:
+    """Spearman's rank correlation between the two columns of ``(B, n_units, 2)`` resamples: ``(B,)``. Ties
+    (a resample's repeated units) take average ranks, as in ``scipy.stats.spearmanr``; a constant column
+    gives NaN (dropped by :func:`bootstrap`)."""
+    from scipy.stats import rankdata
+
+    r = rankdata(sample, axis=1)
+    r = r - r.mean(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (r[..., 0] * r[..., 1]).sum(1) / np.sqrt((r[..., 0] ** 2).sum(1) * (r[..., 1] ** 2).sum(1))
+
+
+def rank_correlation(a, b, *, unit: str, **kw) -> Summary:
+    """Spearman's ρ between ``a[i]`` and ``b[i]`` measured on the same unit (e.g. one image's curvature and its
+    RIS), with a bootstrap interval over units resampled jointly (:func:`bootstrap`; BCa from
+    :data:`BCA_MIN_UNITS` units). Its null is 0."""
+    return bootstrap(_paired(a, b), spearman, unit=unit, label="paired", **kw)
 
 
 def two_sample(a, b, statistic: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None, *, unit: str,

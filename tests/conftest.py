@@ -13,7 +13,8 @@ settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHES
 # Tests that compare float results across code paths, batch sizes, libraries or runs: `make test-portable`
 # runs them under every CPU kernel setting (scripts/test_portable.sh). Their tolerances follow the float32
 # rounding model of empirical/runtime/rounding.py, or they compare the same kernel path bit for bit.
-NUMERICS_MODULES = {"test_attacks", "test_benchmarks", "test_curvature", "test_keyed_rng", "test_lockstep",
+NUMERICS_MODULES = {"test_attacks", "test_benchmarks", "test_curvature", "test_differentiable_maps", "test_ifia",
+                    "test_keyed_rng", "test_lockstep", "test_rank_agreement",
                     "test_metrics", "test_models_training", "test_network_bounds", "test_quality_metrics",
                     "test_saliency", "test_smoothing", "test_captum_compat", "test_sigma_units", "test_front_door"}
 

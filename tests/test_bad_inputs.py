@@ -5,6 +5,7 @@ Length (>400 lines): one test per case of the issue's list, grouped as the issue
 its tests read side by side."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,25 @@ def test_all_nan_maps_no_longer_score_as_a_perfect_match():
         M.topk_iou(nan, nan, 10)
 
 
+@pytest.mark.parametrize("scale", [1e25, 1e-25])
+def test_huge_or_tiny_finite_maps_are_scored_not_overflowed(scale):
+    """Input gradients of a network with blown-up weights reach 1e20+: squaring them overflows float32, and a plain
+    norm read inf (stability) and normalised the map to 0 (unit-norm stability 0.0, "perfectly stable")."""
+    from empirical.measures import agreement as M
+    from empirical.measures import sparsity
+
+    a64 = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    b64 = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    a, b = (a64 * scale).float(), (b64 * scale).float()
+    # references in float64 on the unscaled maps; float32 rounding of 64 terms: rtol 1e-5 (eps 6e-8 × 64 × margin)
+    ref = (a64 - b64).flatten(1).norm(dim=1) * scale
+    torch.testing.assert_close(M.stability_error(a, b).double(), ref, rtol=1e-5, atol=0)
+    unit = lambda v: v / v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)  # noqa: E731
+    torch.testing.assert_close(M.stability_error(a, b, normalize=True).double(),
+                               (unit(a64) - unit(b64)).flatten(1).norm(dim=1), rtol=1e-5, atol=0)
+    torch.testing.assert_close(sparsity.gini(a).double(), sparsity.gini(a64), rtol=1e-5, atol=0)
+
+
 # --------------------------------------------------------------------------- 3. RIS/ROS/RRS of an all-zero explanation
 def _stability(explain):
     from empirical.measures import relative_stabilities
@@ -178,13 +198,13 @@ def test_a_nan_explanation_is_an_error_in_relative_stability(where):
         calls.append(1)
         m = torch.rand(v.shape)
         if (where == "x") == (len(calls) == 1):
-            m[0, 0, 0, 0] = float("nan")
+            m[-1, 0, 0, 0] = float("nan")  # the last row: image 2 (at x', of the last perturbation in the chunk)
         return m
 
     with pytest.raises(UserError) as e:
         _stability(explain)
     msg = _one_line(e)
-    assert "1 NaN/inf" in msg and ("perturbed" in msg) == (where == "x'")
+    assert "1 NaN/inf" in msg and "image 2" in msg and ("perturbed" in msg) == (where == "x'")
 
 
 # --------------------------------------------------------------------------- 4. a diverging training is an error
@@ -218,8 +238,26 @@ def test_divergence_names_epoch_step_and_loss_and_saves_nothing(tmp_path):
         with pytest.raises(TrainingDiverged) as e:
             train_or_load(build, {"k": 1}, tmp_path, kw)
         msg = _one_line(e)
-        assert "training diverged at epoch 1, step " in msg and "(loss = nan)" in msg and "lower --lr (now 1e+06)" in msg
+        assert re.search(r"training diverged at epoch 1, step \d+ \(loss = (nan|inf|[0-9.]+e\+\d+)\); "
+                         r"lower --lr \(now 1e\+06\)$", msg), msg
         assert list(tmp_path.iterdir()) == []  # no checkpoint, no epoch snapshot
+
+
+def test_a_single_step_that_blows_the_weights_up_is_caught_after_its_update():
+    """T = 1 (the issue's `--n 64 --epochs 1` at batch 64): the one training loss is computed before the update,
+    so only the loss after it shows the explosion (weights of ~1e5 here, loss ~1e20, NaN a step later)."""
+    from empirical.errors import TrainingDiverged
+
+    x, y = _images(64)
+    torch.manual_seed(0)
+    net = models.build("lenet", 1, 8, 2, "relu")
+    with pytest.raises(TrainingDiverged) as e:
+        train(net, x, y, lambda v: (v - 0.3) / 0.35, TrainConfig(epochs=1, batch_size=64, lr=1e6, c=1e6),
+              progress=False)
+    assert re.search(r"diverged at epoch 1, step 1 \(loss after its update = .*\); lower --lr", _one_line(e))
+    torch.manual_seed(0)
+    net = models.build("lenet", 1, 8, 2, "relu")
+    train(net, x, y, lambda v: (v - 0.3) / 0.35, TrainConfig(epochs=1, batch_size=64), progress=False)  # lr 0.05: fine
 
 
 def test_a_cached_nan_checkpoint_is_retrained_not_trusted(tmp_path):
@@ -379,6 +417,17 @@ def test_loo_report_prints_a_measured_zero(fm, tmp_path, capsys):
     assert "measured   -inf  holds True" in out
 
 
+def test_a_split_unit_holding_nulls_is_not_read_back():
+    """An older run cached NaN measurements as null; reading them crashed the summary ("Could not infer dtype of
+    NoneType"). Such a unit is invalid, so it is recomputed."""
+    from empirical.experiments.split.run import _valid_unit
+
+    good = {"pair": 0, "sigma": 0.0, "method": "vg", "per_image": {"stability": [0.1, 0.2]}, "mc_rel_stderr": [None]}
+    assert _valid_unit(good)
+    assert not _valid_unit(dict(good, per_image={"stability": [None, 0.2]}))
+    assert not _valid_unit(dict(good, per_image=[])) and not _valid_unit([])
+
+
 def test_unit_json_of_the_wrong_structure_is_recomputed(tmp_path):
     from empirical.runtime.cache import UnitCache
 
@@ -410,12 +459,15 @@ def test_a_corrupt_unit_in_a_run_is_recomputed_on_rerun(split_run, capsys):
 
     out, argv = split_run
     before = json.loads((out / "results.json").read_text())["summary"]
+    # one measurement unit (a dict) and the network constants (a list of dicts) both replaced by `[]`
     units = sorted((out / "units").iterdir())
-    for u in units:
+    unit = next(u for u in units if isinstance(json.loads(u.read_text()), dict))
+    consts = next(u for u in units if isinstance(json.loads(u.read_text()), list))
+    for u in (unit, consts):
         u.write_text("[]")
     assert split_stability.main(argv) == 0
     assert json.loads((out / "results.json").read_text())["summary"] == before  # recomputed, bit for bit
-    assert all(isinstance(json.loads(u.read_text()), (dict, list)) and u.read_text() != "[]" for u in units)
+    assert isinstance(json.loads(unit.read_text()), dict) and json.loads(consts.read_text()) != []
 
 
 # --------------------------------------------------------------------------- 6. leftovers of a killed run

@@ -95,3 +95,16 @@ def test_study_method_lists_are_subsets_of_the_registry():
     from empirical.experiments.smoothing.config import STUDY_METHODS as smoothing
     from empirical.experiments.split.config import STUDY_METHODS as split
     assert set(split) <= set(METHODS) and set(smoothing) <= set(METHODS)
+
+
+def test_one_main_for_every_study():
+    """The three entry points are one cli.main over a Study each (no near-copies of the run-and-report loop)."""
+    from empirical import cli
+    from empirical.experiments.loo import cli as loo
+    from empirical.experiments.smoothing import cli as smoothing
+    from empirical.experiments.split import cli as split
+    for mod in (split, smoothing, loo):
+        assert isinstance(mod.STUDY, cli.Study)
+        src = Path(mod.__file__).read_text()
+        body = src[src.index("def main("):]
+        assert "cli.main(STUDY, argv)" in body and "run_main" not in body

@@ -22,6 +22,7 @@ from empirical.keyed_rng import keyed_uniform
 from empirical.measures.agreement import ssim, topk_iou
 from empirical.measures.faithfulness import noisy_linear_imputation, removal_order, road, road_auc
 from empirical.measures.relative_stability import (
+    aggregate_stability,
     linf_ball_perturbations,
     relative_input_stability,
     relative_output_stability,
@@ -149,6 +150,39 @@ def test_stability_matches_quantus_when_definitions_agree():
     np.testing.assert_allclose(ris.score.numpy(), q_ris, rtol=1e-4)
     np.testing.assert_allclose(ros.score.numpy(), q_ros, rtol=1e-4)
     np.testing.assert_allclose(rrs.score.numpy(), q_rrs, rtol=1e-4)
+
+
+def test_aggregations_match_quantus_return_aggregate_and_the_smoothing_study():
+    """Quantus's batch number (return_aggregate=True, np.mean of the per-image max ratios) is our "mean" and,
+    logged, our "log10_mean"; "mean_log10" is the smoothing study's log10_ris (mean of per-image log10), below
+    log10_mean by Jensen. rtol 1e-4: Quantus runs the explanations in float32 (as in the per-image test above)."""
+    model = _model(0)
+    explain = _explainer(model)
+    x = _images(6, 1)
+    y = model(x).argmax(-1)
+    xp = linf_ball_perturbations(x, 0.02, 0, 5, seed=2)
+    res = relative_input_stability(explain, model, x, radius=0.02, n_samples=5, seed=2)
+    assert int(res.n_excluded.sum()) == 0
+    q = _quantus_stability(quantus.RelativeInputStability, model, x, y, xp, explain, return_aggregate=True)
+    assert q.shape == (1,)
+    assert aggregate_stability(res.score, "mean") == pytest.approx(float(q[0]), rel=1e-4)
+    assert aggregate_stability(res.score, "log10_mean") == pytest.approx(math.log10(q[0]), abs=1e-4 / math.log(10))
+    v = res.score.double()
+    assert aggregate_stability(res.score) == pytest.approx(v.log10().mean().item(), rel=1e-12)
+    assert aggregate_stability(res.score, "log10_mean") > aggregate_stability(res.score, "mean_log10")  # spread > 0
+
+
+def test_aggregation_nan_policy_and_bad_arguments():
+    s = torch.tensor([1.0, 100.0, math.nan])
+    assert aggregate_stability(s, "mean_log10") == pytest.approx(1.0)  # NaN image omitted
+    assert aggregate_stability(s, "log10_mean") == pytest.approx(math.log10(50.5))
+    assert math.isnan(aggregate_stability(s, "mean", nan_policy="propagate"))  # as np.mean in Quantus
+    assert math.isnan(aggregate_stability(torch.tensor([math.nan]), "mean"))
+    for kw, word in ((dict(how="median"), "aggregation"), (dict(nan_policy="drop"), "nan_policy")):
+        with pytest.raises(UserError, match=word):
+            aggregate_stability(s, **kw)
+    with pytest.raises(UserError, match=">= 0"):
+        aggregate_stability(torch.tensor([1.0, -1.0]))
 
 
 def test_stability_against_a_direct_loop():

@@ -46,6 +46,26 @@ def test_paired_difference_matches_scipy_paired():
     assert (ours.ci_low, ours.ci_high) == pytest.approx(tuple(ref.confidence_interval), rel=1e-12)
 
 
+@pytest.mark.parametrize("method", ["percentile", "bca"])
+def test_rank_correlation_matches_scipy_spearman_and_paired_bootstrap(method):
+    # Same generator and paired resampling as scipy's: identical resample indices; ranks with ties (repeated
+    # units) averaged on both sides, so the ends agree to rounding (1e-12 relative).
+    rng = np.random.default_rng(8)
+    a = rng.lognormal(size=30)
+    b = a**2 + rng.normal(0, 2, 30)
+    ours = stats.rank_correlation(a, b, unit="image", method=method, resamples=1500, seed=6)
+    assert ours.estimate == pytest.approx(ss.spearmanr(a, b).statistic, rel=1e-12)
+    ref = ss.bootstrap((a, b), lambda p, q: ss.spearmanr(p, q).statistic, paired=True, vectorized=False,
+                       method=method, n_resamples=1500, rng=np.random.default_rng(6))
+    assert (ours.ci_low, ours.ci_high) == pytest.approx(tuple(ref.confidence_interval), rel=1e-12)
+    assert ours.unit == "image" and ours.n_units == 30 and ours.ci_low > 0
+
+
+def test_spearman_of_a_constant_column_is_nan():
+    sample = np.stack([np.arange(5.0), np.ones(5)], axis=1)[None]
+    assert np.isnan(stats.spearman(sample)).all()
+
+
 # --------------------------------------------------------------------------- closed forms
 def test_three_units_give_the_range():
     # With 3 units each extreme recurs with probability 1/27 > 2.5 %: the 95 % interval is [min, max].

@@ -18,8 +18,8 @@ curvature measures, which does not exist yet.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from theory.ledger import NO_RESULTS, Verdict, claim
 

@@ -48,6 +48,9 @@ Choices made here:
 - **Smoothed IG** (``base="ig"``) is IG evaluated at :math:`x + z` with the baseline unchanged,
   :math:`\mathbb{E}_z[(x + z - x_0) \odot \int_0^1 \nabla f_y(x_0 + \alpha(x + z - x_0))\,d\alpha]`, which is
   what Captum's ``NoiseTunnel(IntegratedGradients)`` computes.
+- **Differentiable maps.** Maps are detached by default; inside ``with differentiable():`` every method keeps
+  the autograd graph to ``x`` (``create_graph=True``) so a loss on the map has a gradient in ``x`` (the
+  attribution attack :mod:`empirical.attacks.ifia`, attribution regularisers).
 - **Monte-Carlo standard error**: sample standard deviation over draws (ddof = 1) divided by
   :math:`\sqrt{n}`, per pixel; NaN for a single draw (no estimate), zero for σ = 0 (no draws).
 - **Grad-CAM upsampling**: bilinear, ``align_corners=False``, to ``x``'s H × W (``upsample=None`` keeps the
@@ -58,7 +61,7 @@ from __future__ import annotations
 from empirical.attribution._checks import SaliencyFn  # noqa: F401
 from empirical.attribution.cam import UPSAMPLE, gradcam  # noqa: F401
 from empirical.attribution.dispatch import METHODS, saliency  # noqa: F401
-from empirical.attribution.engine import draw_noise  # noqa: F401
+from empirical.attribution.engine import differentiable, draw_noise  # noqa: F401
 from empirical.attribution.gradient import input_x_gradient, vanilla_gradient  # noqa: F401
 from empirical.attribution.integrated_gradients import RULES, ig_quadrature, integrated_gradients  # noqa: F401
 from empirical.attribution.memory import max_batch_for_memory, shrink_to_fit  # noqa: F401

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from empirical.attribution._checks import _alias, _check_choice, _check_max_batch, _check_target, _logits_at, _shape
+from empirical.attribution.engine import keeps_graph
 from empirical.attribution.inputs import Packed
 from empirical.errors import UserError
 from empirical.nets.models import eval_mode as _eval_mode
@@ -62,6 +63,7 @@ def gradcam(model: nn.Module, inputs, target=None, layer: nn.Module | None = Non
         raise UserError(f"layer must be a submodule of the model, got {type(layer).__name__}")
     max_batch = _check_max_batch(_alias("internal_batch_size", internal_batch_size, "max_batch", max_batch, None))
     captured: list[torch.Tensor] = []
+    keep = keeps_graph()
     with _eval_mode(model):
         target, hi = _check_target(x, target)
         handle = layer.register_forward_hook(lambda mod, inp, out: captured.append(out))
@@ -72,8 +74,10 @@ def gradcam(model: nn.Module, inputs, target=None, layer: nn.Module | None = Non
                 captured.clear()
                 rows = torch.arange(lo, min(lo + step, x.shape[0]), device=x.device)
                 with torch.enable_grad():
-                    # x needs grad so that the layer's output is in the graph even for a frozen model.
-                    logits = packed.forward(x[lo:lo + step].detach().requires_grad_(True), rows)
+                    # x needs grad so that the layer's output is in the graph even for a frozen model; inside
+                    # engine.differentiable() x keeps its own graph and the map stays differentiable.
+                    xb = x[lo:lo + step]
+                    logits = packed.forward(xb if keep and xb.requires_grad else xb.detach().requires_grad_(True), rows)
                     ok_dims = (4,) if upsample is not None else (2, 3, 4)
                     if len(captured) != 1 or not isinstance(captured[0], torch.Tensor) \
                             or captured[0].dim() not in ok_dims:
@@ -82,8 +86,8 @@ def gradcam(model: nn.Module, inputs, target=None, layer: nn.Module | None = Non
                                         f"; it ran {len(captured)} times, output "
                                         f"{_shape(captured[0]) if captured else None}")
                     score = _logits_at(logits, len(rows), hi, target[lo:lo + step]).sum()
-                    (grads,) = torch.autograd.grad(score, captured[0])
-                cams.append(_cam(captured[0].detach(), grads, plus, relu_attributions))
+                    (grads,) = torch.autograd.grad(score, captured[0], create_graph=keep)
+                cams.append(_cam(captured[0] if keep else captured[0].detach(), grads, plus, relu_attributions))
         finally:
             handle.remove()
     cam = torch.cat(cams)

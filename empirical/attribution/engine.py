@@ -4,8 +4,10 @@ chunks (see :mod:`empirical.attribution` for the choices).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -34,13 +36,51 @@ def draw_noise(x: torch.Tensor, n_draws: int, seed: int = 0, ids=None) -> torch.
     return eps.view(n, n_draws, *x.shape[1:])
 
 
+_DIFFERENTIABLE = contextvars.ContextVar("differentiable_maps", default=False)
+
+
+@contextlib.contextmanager
+def differentiable() -> Iterator[None]:
+    """Maps computed inside keep their autograd graph to the input (``create_graph=True``), so that a loss on a
+    map can be differentiated with respect to ``x``: the double backward of an attribution attack (IFIA,
+    Ghorbani et al. 2019) or of an attribution regulariser. Outside it, maps are detached (the default).
+
+    Covers every method of :data:`~empirical.attribution.METHODS` (gradient methods via :func:`_target_grad`,
+    Grad-CAM in :mod:`~empirical.attribution.cam`). Memory: the whole graph of every chunk is kept until the
+    caller's backward, so ``max_batch`` no longer bounds it; chunk the images instead.
+
+    Example:
+        >>> lin = nn.Linear(3, 1)
+        >>> x = torch.rand(2, 3, requires_grad=True)
+        >>> from empirical.attribution import integrated_gradients
+        >>> with differentiable():
+        ...     ig = integrated_gradients(lin, x, 0, steps=4)
+        >>> (g,) = torch.autograd.grad(ig.sum(), x)  # IG = x * w on a linear model, so d/dx = w
+        >>> torch.allclose(g, lin.weight.detach().expand(2, 3))
+        True
+    """
+    token = _DIFFERENTIABLE.set(True)
+    try:
+        yield
+    finally:
+        _DIFFERENTIABLE.reset(token)
+
+
+def keeps_graph() -> bool:
+    """True inside :func:`differentiable`."""
+    return _DIFFERENTIABLE.get()
+
+
 def _target_grad(model: nn.Module, points: torch.Tensor, target: torch.Tensor, hi: int | None = None) -> torch.Tensor:
     """∇ of f_{target[i]} at points[i], for all i in one backward of Σ_i f_{target[i]}(points[i]); ``hi``: the
-    largest class any call asks for, checked against the logits (None: not checked)."""
+    largest class any call asks for, checked against the logits (None: not checked). Inside
+    :func:`differentiable` the gradient keeps its graph to ``points`` (and whatever ``points`` came from)."""
+    keep = _DIFFERENTIABLE.get()
     with torch.enable_grad():
-        points = points.detach().requires_grad_(True)
+        if not (keep and points.requires_grad):
+            points = points.detach().requires_grad_(True)
         score = _logits_at(model(points), points.shape[0], hi, target).sum()
-        (grad,) = torch.autograd.grad(score, points)
+        (grad,) = torch.autograd.grad(score, points, create_graph=keep)
     return grad
 
 

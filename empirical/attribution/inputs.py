@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from empirical.attribution._checks import _check_baseline, _check_sigma, _shape
+from empirical.attribution.engine import keeps_graph
 from empirical.errors import UserError
 from empirical.nets.models import eval_mode as _eval_mode
 
@@ -60,7 +61,10 @@ class Packed:
         self.parts, self.n = parts, n
         self.shapes = [tuple(p.shape[1:]) for p in parts]
         self.sizes = [p[0].numel() for p in parts]
-        self.x = parts[0].detach() if not self.is_tuple else torch.cat([p.detach().reshape(n, -1) for p in parts], 1)
+        # Inside engine.differentiable() the packed inputs keep their graph to the caller's tensors.
+        keep = keeps_graph()
+        own = [p if keep else p.detach() for p in parts]
+        self.x = own[0] if not self.is_tuple else torch.cat([p.reshape(n, -1) for p in own], 1)
         extra = additional_forward_args
         self.extra = () if extra is None else tuple(extra) if isinstance(extra, tuple) else (extra,)
         self.per_sample = [isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == n for a in self.extra]

@@ -108,9 +108,24 @@ def collapse_channels(maps: torch.Tensor, mode: str = "sum_abs") -> torch.Tensor
     return maps
 
 
+def _l2(x: torch.Tensor) -> torch.Tensor:
+    """Per-image L2 norm of ``(N, ...)``, as max|x| · ‖x / max|x|‖ (the scaling of BLAS nrm2): squaring a finite
+    map can overflow (|x| > 1.8e19 in float32, e.g. the input gradient of a network with huge weights) or underflow
+    (|x| < 1e-19), and a plain norm then reads inf or 0 for a finite non-zero map. Inf only if the norm itself
+    exceeds the dtype's range."""
+    flat = x.flatten(1)
+    top = flat.abs().amax(1, keepdim=True) if flat.shape[1] else flat.new_zeros(flat.shape[0], 1)
+    safe = torch.where(top > 0, top, torch.ones_like(top))
+    return (flat / safe).norm(dim=1) * top.squeeze(1)
+
+
 def _unit_l2(x: torch.Tensor) -> torch.Tensor:
-    """Each image scaled to unit L2 norm; an all-zero image stays zero (it has no direction to keep)."""
-    norm = x.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+    """Each image scaled to unit L2 norm; an all-zero image stays zero (it has no direction to keep). Scaled by
+    its largest magnitude first, so a huge or tiny (but finite, non-zero) map still gets its direction, not 0."""
+    shape = (-1, *([1] * (x.dim() - 1)))
+    top = x.flatten(1).abs().amax(1).view(shape)
+    x = torch.where(top > 0, x / torch.where(top > 0, top, torch.ones_like(top)), torch.zeros_like(x))
+    norm = x.flatten(1).norm(dim=1).view(shape)
     return torch.where(norm > 0, x / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(x))
 
 
@@ -127,7 +142,7 @@ def stability_error(a: torch.Tensor, b: torch.Tensor, normalize: bool = False) -
     _check_pair(a, b)
     if normalize:
         a, b = _unit_l2(a), _unit_l2(b)
-    return (a - b).flatten(1).norm(dim=1)
+    return _l2(a - b)
 
 
 def fidelity_error(smoothed: torch.Tensor, plain: torch.Tensor, normalize: bool = False) -> torch.Tensor:

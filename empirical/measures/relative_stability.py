@@ -5,7 +5,8 @@ Quantus 0.6 in tests/test_quality_metrics.py, following the papers where Quantus
 
 - :func:`gini`: sparseness (Chalasani et al. 2020), eq. 39.
 - :func:`relative_input_stability`, :func:`relative_output_stability`, :func:`relative_representation_stability`:
-  RIS, ROS, RRS (Agarwal et al. 2022), eqs. 40-42, over seeded L∞-ball perturbations.
+  RIS, ROS, RRS (Agarwal et al. 2022), eqs. 40-42, over seeded L∞-ball perturbations;
+  :func:`aggregate_stability`: one number per batch, our way (mean of log10) or Quantus's (mean, then log10).
 - :func:`road`, :func:`road_auc`: ROAD with noisy linear imputation (Rong et al. 2022) and the paper's AUC.
 
 Random numbers here are counter-based (:func:`keyed_uniform`): a function of (seed, image id, position),
@@ -131,7 +132,7 @@ def _relative_stability(kinds, explain, model, x, target, representation, radius
         flip = (zp.argmax(-1) != pred0.repeat(cs)).view(cs, n)
         ep = (explain(xp, target.repeat(cs), ids.repeat(cs)) if explain_ids
               else explain(xp, target.repeat(cs))).detach().view(cs, n, -1)
-        check_finite(ep, "explanations at the perturbed inputs")
+        check_finite(ep.transpose(0, 1), "explanations at the perturbed inputs")  # (N, S, d): names the image
         flip = flip | zero_map.unsqueeze(0)
         num = _relative_change(e0.unsqueeze(0), ep, p)
         for kind in kinds:
@@ -251,3 +252,44 @@ relative_output_stability.__doc__ += _STABILITY_DOC
 
 
 relative_representation_stability.__doc__ += _STABILITY_DOC
+
+
+# --------------------------------------------------------------------------- one number per batch
+AGGREGATIONS = ("mean_log10", "log10_mean", "mean")
+
+
+def aggregate_stability(scores, how: str = "mean_log10", nan_policy: str = "omit") -> float:
+    r"""One batch's RIS / ROS / RRS from the per-image scores (``StabilityResult.score``, shape (N,)).
+
+    - ``"mean_log10"`` (ours, the smoothing study's ``log10_ris`` etc.): :math:`\frac1N \sum_i \log_{10} S_i`, the
+      log of the geometric mean; every image weighs the same whatever its magnitude (the ratios span orders of
+      magnitude, and a few near-zero denominators would otherwise decide the batch).
+    - ``"log10_mean"``: :math:`\log_{10} \frac1N \sum_i S_i`, Quantus 0.6's aggregate put on the same log scale.
+      Quantus takes the max over draws per image (as we do) and, with ``return_aggregate=True``, its
+      ``aggregate_func`` (default ``np.mean``) over images; it takes no log, and no ratio of batch means either
+      (numerator and denominator are divided per image and draw, then maxed). By Jensen's inequality
+      ``log10_mean >= mean_log10``, and the gap grows with the spread of the per-image scores: a heavy upper
+      tail moves ``log10_mean`` and hardly ``mean_log10``.
+    - ``"mean"``: :math:`\frac1N \sum_i S_i`, the number Quantus returns.
+
+    ``nan_policy``: ``"omit"`` leaves out images with a NaN score (every draw flipped the prediction);
+    ``"propagate"`` returns NaN if any image is NaN, as ``np.mean`` does in Quantus (where one flipped draw
+    already makes the image NaN). Scores must be >= 0; a 0 score gives ``-inf`` on the log scales."""
+    if how not in AGGREGATIONS:
+        raise UserError(f"unknown aggregation {how!r}; valid: {', '.join(AGGREGATIONS)}")
+    if nan_policy not in ("omit", "propagate"):
+        raise UserError(f"unknown nan_policy {nan_policy!r}; valid: omit, propagate")
+    s = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
+    if bool((s < 0).any()) or bool(torch.isinf(s).any()):
+        raise UserError(f"stability scores must be finite and >= 0 (or NaN), got min {s.nan_to_num(0).min().item()}"
+                        f" and {int(torch.isinf(s).sum())} infinite")
+    nan = torch.isnan(s)
+    if nan.any() and nan_policy == "propagate":
+        return math.nan
+    s = s[~nan]
+    if len(s) == 0:
+        return math.nan
+    if how == "mean_log10":
+        return s.log10().mean().item()
+    m = s.mean().item()
+    return m if how == "mean" else (math.log10(m) if m > 0 else -math.inf)

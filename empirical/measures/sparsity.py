@@ -26,6 +26,10 @@ def gini(maps: torch.Tensor) -> torch.Tensor:
         raise UserError(f"maps must be shaped (N, ...) with at least 2 dimensions, got {tuple(maps.shape)}")
     check_finite(maps)
     a = torch.sort(maps.flatten(1).abs(), dim=1).values
+    # G is scale invariant: divide by the largest magnitude first, so the sums cannot overflow (a finite map of
+    # ~1e36 would otherwise give inf/inf = NaN)
+    top = a[:, -1:]
+    a = a / torch.where(top > 0, top, torch.ones_like(top))
     d = a.shape[1]
     k = torch.arange(1, d + 1, device=a.device, dtype=a.dtype)
     total = a.sum(1)

@@ -103,7 +103,8 @@ def plan(bench: dict, tree_bytes: int, data_bytes: int, wheel_bytes: int,
     split = ((train + split_evals(50) / rate), (train + split_evals(50) / rate) * factor)
     handoff = SPLIT_NETS * LENET_PARAMS * 4  # the finished networks' weights (the units are small JSON)
     out.append({"slice": "split-50", "what": "the paper-size split sweep with 50 IG nodes",
-                "work_s": split, "slices": tuple(_slices(s, handoff <= room, train * f) for s, f in zip(split, (1, factor))),
+                "work_s": split,
+                "slices": tuple(_slices(s, handoff <= room, train * f) for s, f in zip(split, (1, factor))),
                 "handoff_bytes": handoff, "room_bytes": room,
                 "source": "training.natural_one_model.images_per_s; saliency[lenet-28, sg_ig].ours.evals_per_s" + cal})
     out.append({"slice": "leaderboard-paper", "what": "the attributional-robustness leaderboard's paper preset",
@@ -129,7 +130,8 @@ def table(rows: list[dict]) -> str:
             e_hi, e_lo = r["epochs_one_slice"]
             note += f"; one slice holds --epochs {e_lo:.1f}-{e_hi:.1f}"
         dev = [None if k is None else k * (START_S + SLICE_S) / 60 for k in (k0, k1)]
-        lines.append(f"| {i} | {r['slice']}: {r['what']} | {rng(f'{lo:.1f}', f'{hi:.1f}')} | {rng(num(k0), num(k1))}{note} | "
+        lines.append(f"| {i} | {r['slice']}: {r['what']} | {rng(f'{lo:.1f}', f'{hi:.1f}')} | "
+                     f"{rng(num(k0), num(k1))}{note} | "
                      f"{rng(*(num(d and round(d)) for d in dev))} | {r['handoff_bytes'] / MIB:.0f} | "
                      f"{r['room_bytes'] / MIB:.0f} | {r['source']} |")
     return "\n".join(lines)

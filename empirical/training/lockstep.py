@@ -209,13 +209,18 @@ def train_lockstep(
                               j.gen.get_state() if cpu else torch.get_rng_state(), None if cpu else j.gen.get_state(),
                               j.log[:t_done].cpu(), j.before + time.time() - t0)
 
-    def verify(t_done: int) -> None:
+    def verify(t_done: int, final: bool = False) -> None:
         """Divergence, as in ``train``: checked before any snapshot or checkpoint is written; the diverged model's
-        snapshots are removed, so a rerun starts clean."""
+        snapshots are removed, so a rerun starts clean. ``final``: also the loss after the last update (on the last
+        natural batch, in eval mode), which no training step sees."""
         for k, j in enumerate(jobs):
+            who = "training" if len(jobs) == 1 else f"training of model {k + 1} of {len(jobs)}"
             try:
-                check_losses(j.log[start - 1:t_done], start, n, cfg,
-                             "training" if len(jobs) == 1 else f"training of model {k + 1} of {len(jobs)}")
+                check_losses(j.log[start - 1:t_done], start, n, cfg, who)
+                if final and t_done >= start:
+                    with torch.no_grad(), eval_mode(j.model):
+                        after = F.cross_entropy(j.model(normalize(xs)), ys)
+                    check_losses(after.view(1), t_done, n, cfg, who, when=" after its update")
             except TrainingDiverged:
                 if j.resume is not None:
                     Path(j.resume).unlink(missing_ok=True)
@@ -282,7 +287,7 @@ def train_lockstep(
     bar.close()
     if graphs:
         torch.cuda.synchronize(device)
-    verify(T)
+    verify(T, final=True)
     records = []
     for j in jobs:
         j.model.eval()

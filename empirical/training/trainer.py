@@ -78,16 +78,22 @@ def step_size(cfg: TrainConfig, t: int, T: int) -> float:
     return cfg.lr
 
 
-def check_losses(losses: torch.Tensor, first_step: int, n: int, cfg: TrainConfig, who: str = "training") -> None:
-    """Raise :class:`TrainingDiverged` at the first non-finite value of ``losses`` (1-D: the losses of steps
-    ``first_step``, ``first_step`` + 1, ...), naming its epoch, step and value. Step t draws images
-    (t − 1)·B .. t·B − 1 of a stream of seeded permutations of the n images, so it belongs to epoch ⌊(t − 1)B/n⌋ + 1."""
-    bad = ~torch.isfinite(losses)
+# A cross-entropy starts near ln K (2.3 for 10 classes); one above this means logit gaps of a million: the step
+# size has blown the weights up (NaN follows a step or two later, or, on a single-step run, never shows).
+DIVERGED_LOSS = 1e6
+
+
+def check_losses(losses: torch.Tensor, first_step: int, n: int, cfg: TrainConfig, who: str = "training",
+                 when: str = "") -> None:
+    """Raise :class:`TrainingDiverged` at the first value of ``losses`` (1-D: the losses of steps ``first_step``,
+    ``first_step`` + 1, ...) that is NaN/inf or above :data:`DIVERGED_LOSS`, naming its epoch, step and value. Step t
+    draws images (t − 1)·B .. t·B − 1 of a stream of seeded permutations of the n images: epoch ⌊(t − 1)B/n⌋ + 1."""
+    bad = ~torch.isfinite(losses) | (losses > DIVERGED_LOSS)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
         t = first_step + i
         raise TrainingDiverged(f"{who} diverged at epoch {(t - 1) * cfg.batch_size // n + 1}, step {t} "
-                               f"(loss = {float(losses[i])}); lower --lr (now {cfg.lr:g})")
+                               f"(loss{when} = {float(losses[i]):.3g}); lower --lr (now {cfg.lr:g})")
 
 
 Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -173,6 +179,7 @@ def train(
         except Exception:  # a state file of another shape: train from the start
             start, before = 1, 0.0
     checked = len(losses)  # losses[:checked] are known finite
+    last = None  # the last batch trained on
 
     def verify() -> None:
         """Divergence: checked before any state is saved. A diverged training's snapshot is removed, so a rerun
@@ -227,17 +234,22 @@ def train(
                     p.sub_(v)
         opt.step()
         losses.append(loss.detach())
+        last = (xb, yb)
         if device.type == "cpu":  # every step where it costs no device sync; elsewhere at epoch boundaries
             verify()
         if t % 50 == 0 and progress:
             bar.set_postfix(loss=f"{torch.stack(losses[-50:]).mean().item():.3f}")
     verify()
-    if not all(bool(torch.isfinite(p).all()) for p in params):  # the last update can overflow after a finite loss
-        if resume is not None:
-            Path(resume).unlink(missing_ok=True)
-        raise TrainingDiverged(f"training diverged at step {T}, the last: its update left NaN/inf weights; "
-                               f"lower --lr (now {cfg.lr:g})")
     model.eval()
+    if last is not None:  # the last update is seen by no training loss: one more forward on its batch
+        with torch.no_grad():
+            after = loss_fn(model(normalize(last[0])), last[1]).detach()
+        try:
+            check_losses(after.view(1), T, n, cfg, when=" after its update")
+        except TrainingDiverged:
+            if resume is not None:
+                Path(resume).unlink(missing_ok=True)
+            raise
     tail = torch.stack(losses[-max(1, T // 10):]).mean().item()
     return {"T": T, "n": n, "final_loss": tail, "train_seconds": before + time.time() - t0, "config": asdict(cfg),
             "resumed_after_step": start - 1}

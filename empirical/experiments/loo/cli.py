@@ -97,15 +97,15 @@ def parser() -> argparse.ArgumentParser:
                          "from Debian's dataset-fashion-mnist)")
     ap.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:N (default auto)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sets, initialisations, orders and noise (default 0)")
-    ap.add_argument("--out", type=Path, default=Path("runs/loo_stability"),
-                    help="results folder (default runs/loo_stability); finished units in it are reused")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results folder (default runs/loo_stability-<preset>); finished units in it are reused")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap
 
 
 def config_from_args(args: argparse.Namespace) -> LooConfig:
     pre = PRESETS[args.preset]
-    pick = lambda v, k: pre[k] if v is None else v  # noqa: E731
+    pick = lambda v, k: pre[k] if v is None else v
     return LooConfig(
         data_root=args.data_root, downsample=pick(args.downsample, "downsample"), activation=args.activation,
         width=pick(args.width, "width"), depth=args.depth, ns=tuple(sorted(set(pick(args.n, "ns")))),
@@ -136,7 +136,7 @@ def print_report(res: dict) -> None:
         if r["T"] != T_max or r["comparison"] != "loo_random" or (r["method"] == "sg" and r["sigma"] != s_mid):
             continue
         same = dict(optimizer=r["optimizer"], n=r["n"], T=T_max, method=r["method"], sigma=r["sigma"])
-        get = lambda comp: next(x for x in res["summary"] if x["comparison"] == comp and all(x[k] == v for k, v in same.items()))  # noqa: E731
+        get = lambda comp: next(x for x in res["summary"] if x["comparison"] == comp and all(x[k] == v for k, v in same.items()))
         w, p = get("loo_worst"), get("proxy_indep")
         name = r["method"] if r["method"] != "sg" else f"sg σ={r['sigma']}"
         print(f"{r['optimizer']:<10}{r['n']:>6} {name:<10}{_f(r['mean'], '>10.4g')} [{_f(r['ci_low'], '.3g')}, "
@@ -163,19 +163,22 @@ def print_report(res: dict) -> None:
           f"wall {res['wall_seconds']:.0f} s")
 
 
+def _report(res: dict, out: Path) -> None:
+    print_report(res)
+    print(f"\nresults in {out}/ (results.json, summary.csv, bounds.csv, laws.csv, stability_vs_*.png)")
+
+
+
+def _run(*a, **kw) -> dict:
+    return run(*a, **kw)  # late-bound: a test may stand in for the module's run
+
+
+STUDY = cli.Study("loo_stability", parser, lambda args: (config_from_args(args), args.preset), _run, _report,
+                  "the default demo preset and explicit flags")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)  # a bad flag: one line, exit 2 (cli.Parser)
-
-    def go() -> int:
-        cfg = config_from_args(args)
-        cfg.validate()
-        cli.note_gpu_sized(args.preset, cfg.device, "the default demo preset and explicit flags")
-        res = run(cfg, args.out, progress=not args.no_progress)
-        print_report(res)
-        print(f"\nresults in {args.out}/ (results.json, summary.csv, bounds.csv, laws.csv, stability_vs_*.png)")
-        return 0
-
-    return cli.run_main(go)
+    return cli.main(STUDY, argv)
 
 
 if __name__ == "__main__":

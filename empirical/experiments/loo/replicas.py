@@ -19,7 +19,7 @@ from empirical.experiments.loo.config import ACTS, NOISE_BLOCK, OPTIMIZERS, LooC
 from empirical.nets import constants as netbounds
 from empirical.nets import models
 from empirical.runtime.progress import bar_disabled
-from empirical.training.trainer import TrainConfig, step_size
+from empirical.training.trainer import DIVERGED_LOSS, TrainConfig, step_size
 
 
 def init_params(dims: list[int], seeds: list[int], device="cpu") -> list[torch.Tensor]:
@@ -69,8 +69,9 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
     position used at each step. Step t = 1..T_max: W ← W − α_t ∇_W ℓ(W + V_t; x_{i_t}, y_{i_t}),
     α_t = `training.step_size(tcfg, t, T_max)` = min(lr, c/t), cross-entropy ℓ, V_t = 0 for ``sgd_ct``;
     for ``noisy_sgd`` V_t ~ N(0, s²I) from the generator of noise_seeds[group[j]] (eq. 3, one draw per
-    step), so nets of one group get the very same V_t. A non-finite loss raises :class:`TrainingDiverged` (naming
-    the step) at the next snapshot, before its weights are returned: nothing of a diverged training is cached.
+    step), so nets of one group get the very same V_t. A loss that is NaN/inf or above ``DIVERGED_LOSS`` per net
+    (see :mod:`empirical.training.trainer`) raises :class:`TrainingDiverged` (naming the step) at the next snapshot,
+    before its weights are returned: nothing of a diverged training is cached.
     """
     tcfg.validate()
     if tcfg.optimizer not in OPTIMIZERS:
@@ -114,15 +115,15 @@ def train(params: list[torch.Tensor], x_pool: torch.Tensor, idx: torch.Tensor, l
             grads = torch.autograd.grad(loss, Wv)
         a = step_size(tcfg, t, T_max)
         W = [w - a * g for w, g in zip(W, grads)]
-        new_bad = (first_bad == 0) & ~torch.isfinite(loss.detach())
+        new_bad = (first_bad == 0) & (~torch.isfinite(loss.detach()) | (loss.detach() > DIVERGED_LOSS * N))
         first_bad = torch.where(new_bad, t, first_bad)
         bad_loss = torch.where(new_bad, loss.detach(), bad_loss)
         if t in snapshots:
             if int(first_bad) or not all(bool(torch.isfinite(w).all()) for w in W):
                 step = int(first_bad) or t
-                raise TrainingDiverged(f"training diverged at step {step} of single-sample SGD (loss = "
-                                       f"{float(bad_loss) if int(first_bad) else 'finite, weights NaN/inf'}, summed "
-                                       f"over {N} nets); lower --lr (now {tcfg.lr:g})")
+                loss_text = f"{float(bad_loss):.3g}" if int(first_bad) else "finite, weights NaN/inf"
+                raise TrainingDiverged(f"training diverged at step {step} of single-sample SGD (loss = {loss_text}, "
+                                       f"summed over {N} nets); lower --lr (now {tcfg.lr:g})")
             out[t] = [w.clone() for w in W]
     return out
 

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from empirical import cli
 from empirical.data import DATASETS
-from empirical.experiments.smoothing.config import STUDY_METHODS, PAPER_REGIMES, REGIMES, SmoothingStudyConfig
+from empirical.experiments.smoothing.config import PAPER_REGIMES, REGIMES, STUDY_METHODS, SmoothingStudyConfig
 from empirical.experiments.smoothing.run import run
 from empirical.nets.models import ACTIVATIONS, MODELS
 from empirical.training.trainer import TrainConfig
@@ -106,7 +105,7 @@ def parser() -> argparse.ArgumentParser:
 def config_from_args(args) -> SmoothingStudyConfig:
     preset = "small" if args.small else args.preset
     pre = PRESETS[preset]
-    pick = lambda v, k: pre[k] if v is None else v  # noqa: E731
+    pick = lambda v, k: pre[k] if v is None else v
     # --seed seeds the training too (initialisation, batch order, attack starts): a second seed is a replicate
     train = TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=pick(args.epochs, "epochs"), seed=args.seed)
     return SmoothingStudyConfig(
@@ -129,25 +128,30 @@ def print_table(res: dict) -> None:
             "road_auc_morf", "curvature_mean", "dG", "dRIS", "dROAD")
     print("  ".join(f"{c:>10.10}" for c in cols))
     for r in res["table"]:
-        print("  ".join(f"{r.get(c):>10.4g}" if isinstance(r.get(c), float) else f"{str(r.get(c)):>10.10}" for c in cols))
+        print("  ".join(f"{r.get(c):>10.4g}" if isinstance(r.get(c), float) else f"{r.get(c)!s:>10.10}" for c in cols))
 
 
-def main(argv=None) -> int:
-    t_start = time.time()  # the time limit counts from here (a slice's start-up is its caller's to subtract)
-    args = parser().parse_args(argv)
+def _report(res: dict, out: Path) -> None:
+    print_table(res)
+    print(f"\n{res['n_eval']} images; wall {res['wall_seconds']:.0f} s; results in {out}/")
 
-    def go() -> int:
-        cfg, preset = config_from_args(args)
-        cfg.validate()
-        cli.note_gpu_sized(preset, cfg.device, "--small and --preset medium")
-        out = args.out or Path("runs") / f"smoothing_study-{preset}"
-        deadline = None if args.time_limit is None else t_start + args.time_limit
-        res = run(cfg, out, progress=not args.no_progress, deadline=deadline)
-        print_table(res)
-        print(f"\n{res['n_eval']} images; wall {res['wall_seconds']:.0f} s; results in {out}/")
-        return 0
 
-    return cli.run_main(go)
+def _run_kwargs(args: argparse.Namespace, t_start: float) -> dict:
+    # the time limit counts from the entry point's start (a slice's start-up is its caller's to subtract)
+    return {"deadline": None if args.time_limit is None else t_start + args.time_limit}
+
+
+
+def _run(*a, **kw) -> dict:
+    return run(*a, **kw)  # late-bound: a test may stand in for the module's run
+
+
+STUDY = cli.Study("smoothing_study", parser, config_from_args, _run, _report, "--small and --preset medium",
+                  _run_kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(STUDY, argv)
 
 
 if __name__ == "__main__":

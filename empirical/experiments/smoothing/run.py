@@ -169,7 +169,8 @@ def run(cfg: SmoothingStudyConfig, out: Path, progress: bool = True, deadline: f
             if deadline is not None and computed and time.time() >= deadline:
                 bar.close()
                 raise DeadlineReached(f"evaluation stopped at its deadline after {len(rows) // len(cfg.methods)} of "
-                                      f"{len(nets)} models; finished units are saved: re-run the same command to resume")
+                                      f"{len(nets)} models; finished units are saved: re-run the same command to "
+                                      "resume")
             unit = evaluate_model(cfg, pm, x, y, ids, x_all, y_all, regime, eps, benign[(regime, eps)])
             cache.put(key, unit)
             computed += 1

@@ -19,11 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from empirical import cli
 from empirical.data import DATASETS
-from empirical.experiments.split.config import STUDY_METHODS, PAPER_SIGMAS, SplitStabilityConfig
+from empirical.experiments.split.config import PAPER_SIGMAS, STUDY_METHODS, SplitStabilityConfig
 from empirical.experiments.split.run import run
 from empirical.nets.models import ACTIVATIONS, MODELS
 from empirical.training.trainer import OPTIMIZERS, TrainConfig
@@ -76,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SplitStabilityConfig:
     pre = PRESETS[args.preset]
-    pick = lambda v, k: pre[k] if v is None else v  # noqa: E731
+    pick = lambda v, k: pre[k] if v is None else v
     train = TrainConfig(optimizer=args.optimizer, epochs=pick(args.epochs, "epochs"), batch_size=args.batch_size,
                         lr=args.lr, c=args.c, weight_noise=args.weight_noise)
     return SplitStabilityConfig(
@@ -132,21 +130,22 @@ def print_table(results: dict) -> None:
           f"device {results['provenance']['device']['device']}; wall {results['wall_seconds']:.0f} s")
 
 
+def _report(results: dict, out: Path) -> None:
+    print_table(results)
+    print(f"\nresults in {out}/ (results.json, summary.csv, bounds.csv, *.png)")
+
+
+
+def _run(*a, **kw) -> dict:
+    return run(*a, **kw)  # late-bound: a test may stand in for the module's run
+
+
+STUDY = cli.Study("split_stability", parser, lambda args: (config_from_args(args), args.preset), _run, _report,
+                  "the default demo preset and explicit flags")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-
-    def go() -> int:
-        cfg = config_from_args(args)
-        cfg.validate()
-        cli.note_gpu_sized(args.preset, cfg.device, "the default demo preset and explicit flags")
-        out = args.out or Path("runs") / f"split_stability-{args.preset}"
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        results = run(cfg, out, progress=not args.no_progress)
-        print_table(results)
-        print(f"\nresults in {out}/ (results.json, summary.csv, bounds.csv, *.png)")
-        return 0
-
-    return cli.run_main(go)
+    return cli.main(STUDY, argv)
 
 
 if __name__ == "__main__":

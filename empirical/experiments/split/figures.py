@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 LABELS = {"vg": "Simple-Grad → SmoothGrad", "ig": "Integrated Gradients → smoothed IG",
           "gradcam": "Grad-CAM (smoothed)", "gradcampp": "Grad-CAM++ (smoothed)"}

@@ -70,6 +70,15 @@ def _rel_se(maps: torch.Tensor, se: torch.Tensor | None) -> float | None:
     return (se.flatten(1).norm(dim=1) / maps.flatten(1).norm(dim=1).clamp_min(1e-30)).mean().item()
 
 
+def _valid_unit(rec) -> bool:
+    """A cached measurement unit as this version writes it: its fields, and a finite number per image and
+    metric (an older run could have cached nulls, from NaN/inf, which the summary cannot read back)."""
+    return (isinstance(rec, dict) and {"pair", "sigma", "method", "per_image", "mc_rel_stderr"} <= rec.keys()
+            and isinstance(rec["per_image"], dict)
+            and all(isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                    for v in rec["per_image"].values()))
+
+
 # --------------------------------------------------------------------------- run
 def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     """Run the whole experiment into `out` (resumable); returns the results dict also written to results.json."""
@@ -175,7 +184,7 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
     bar = tqdm(units, desc="saliency", disable=bar_disabled(progress))
     for p, s, meth in bar:
         key = config_digest("unit-v2", split_records[2 * p]["key"], split_records[2 * p + 1]["key"], s, meth, eval_cfg)
-        rec = cache.get(key, keys=("pair", "sigma", "method", "per_image", "mc_rel_stderr"))
+        rec = cache.get(key, valid=_valid_unit)
         if rec is None:
             t0 = time.time()
             sig = spec.sigma_abs(s, device)
@@ -199,6 +208,11 @@ def run(cfg: SplitStabilityConfig, out: Path, progress: bool = True) -> dict:
                 "topk_intersection": metrics.topk_intersection(a, b, k_top),
                 "topk_iou": metrics.topk_iou(a, b, k_top),
             }
+            bad = [k for k, v in per_image.items() if not bool(torch.isfinite(v).all())]
+            if bad:  # finite maps too large for float32 arithmetic: report, never cache (a null would be read back)
+                top = max(float(m.abs().max()) for m in maps)
+                raise UserError(f"pair {p}, {meth} at σ = {s}: {', '.join(bad)} not finite (maps up to {top:.3g} "
+                                f"overflow float32; the networks likely diverged: lower --lr, now {cfg.train.lr:g})")
             rec = {"pair": p, "sigma": s, "method": meth,
                    "per_image": {k: v.detach().cpu().tolist() for k, v in per_image.items()},
                    "mc_rel_stderr": [_rel_se(mp, se) for mp, se in zip(maps, ses)],
