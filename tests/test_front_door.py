@@ -157,3 +157,18 @@ def test_bad_input_is_a_one_line_error(call, pattern):
     with pytest.raises(UserError, match=pattern) as e:
         call(net, x, y)
     assert "\n" not in str(e.value)
+
+
+def test_tuple_inputs_keep_their_graph_inside_differentiable():
+    """engine.differentiable() through the Captum-style packing: IG of a linear model on inputs (a, b) is
+    (a·w_a, b·w_b) from a zero baseline, so d/da Σ IG = w_a and d/db Σ IG = w_b (one float64 product each)."""
+    from empirical.attribution import differentiable
+
+    lin = nn.Linear(5, 1).double()
+    a = torch.rand(3, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
+    with differentiable():
+        ia, ib = es.attribute(lambda u, v: lin(torch.cat([u, v], 1)), (a, b), 0, "ig", n_steps=4)
+    ga, gb = torch.autograd.grad(ia.sum() + ib.sum(), (a, b))
+    w = lin.weight.detach()[0]
+    assert torch.allclose(ga, w[:2].expand(3, 2), rtol=1e-12) and torch.allclose(gb, w[2:].expand(3, 3), rtol=1e-12)
