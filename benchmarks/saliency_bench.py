@@ -135,7 +135,7 @@ def saliency_section(cfg: BenchConfig, case: str, ceil: dict, device) -> list[di
     # SmoothGrad (base vg) and smoothed IG (base ig).
     for method, d, steps in (("sg", cfg.sg_draws, 1), ("sg_ig", cfg.sgig_draws, cfg.sgig_steps)):
         base = "vg" if method == "sg" else "ig"
-        kw = dict(sigma=cfg.sigma, n_draws=d, seed=0, base=base, ig_steps=max(steps, 1), max_batch=best)
+        kw = dict(stdevs=cfg.sigma, n_draws=d, seed=0, base=base, ig_steps=max(steps, 1), max_batch=best)
         eps = saliency.draw_noise(x, d, seed=0)
         m_explicit = saliency.smoothgrad(model, x, t, noise=eps, **kw)
         points = (x[:, None] + cfg.sigma * eps).flatten(0, 1)
@@ -224,7 +224,7 @@ def memory_section(cfg: BenchConfig, device) -> dict:
             rows = []
             for mb in candidates(cap, 2):
                 if method == "sg":
-                    fn = lambda: saliency.smoothgrad(model, x, t, cfg.sigma, cfg.memory_rows, max_batch=mb)  # noqa: E731
+                    fn = lambda: saliency.smoothgrad(model, x, t, stdevs=cfg.sigma, n_draws=cfg.memory_rows, max_batch=mb)  # noqa: E731
                 else:
                     fn = lambda: saliency.integrated_gradients(model, x, t, steps=cfg.memory_rows, max_batch=mb)  # noqa: E731
                 peak, oom = _peak(fn, device)
@@ -244,7 +244,7 @@ def memory_section(cfg: BenchConfig, device) -> dict:
         n_img = max(1, cfg.memory_images)
         draws = max(cfg.memory_rows, -(-2 * mb // n_img))  # at least two chunks, so the cap binds
         x, t = _inputs(case, n_img, device)
-        peak, oom = _peak(lambda: saliency.smoothgrad(model, x, t, cfg.sigma, draws, max_batch=mb), device)
+        peak, oom = _peak(lambda: saliency.smoothgrad(model, x, t, stdevs=cfg.sigma, n_draws=draws, max_batch=mb), device)
         runs.append({"budget_mib": mem_mb, "max_batch": mb, "images": n_img, "draws": draws, "peak_bytes": peak,
                      "peak_mib": None if peak is None else peak / 2 ** 20, "oom": oom,
                      "within_budget": None if peak is None else peak <= mem_mb * 2 ** 20})

@@ -36,7 +36,9 @@ def _number(text: str, cast, ok, expected: str):
 
 
 def sigma_value(text: str) -> float:
-    return _number(text, float, lambda v: v >= 0, "a finite number >= 0 for sigma (fraction of the pixel range)")
+    # σ is a fraction of the pixel range everywhere (empirical.attribution.sigma); past 1 it is a unit slip
+    return _number(text, float, lambda v: 0 <= v <= 1, "a number in [0, 1] for sigma (fraction of the pixel range: "
+                   "0.1 is a tenth of it)")
 
 
 def positive_int(text: str) -> int:

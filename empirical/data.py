@@ -64,10 +64,16 @@ class DatasetSpec:
 
     def sigma_abs(self, sigma_rel: float, device: torch.device | str = "cpu") -> torch.Tensor:
         """σ as a fraction of the pixel range → per-channel σ in network-input units, shape [C]."""
-        if not np.isfinite(sigma_rel) or sigma_rel < 0:
-            raise UserError(f"sigma must be a finite number >= 0 (fraction of the pixel range), got {sigma_rel}")
+        if not np.isfinite(sigma_rel) or not 0 <= sigma_rel <= 1:
+            raise UserError(f"sigma must be a number in [0, 1] (fraction of the pixel range), got {sigma_rel}")
         std = torch.tensor(self.std, dtype=torch.float32, device=device)
         return sigma_rel * (self.x_max - self.x_min) / std
+
+    def pixel_range(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Width of the pixel range in network-input units, per channel [C]: (x_max − x_min) / std_c; what the
+        library's ``pixel_range=`` takes for normalised inputs (``sigma=s, pixel_range=spec.pixel_range()`` adds
+        the same noise as ``stdevs=spec.sigma_abs(s)``, up to float rounding)."""
+        return (self.x_max - self.x_min) / torch.tensor(self.std, dtype=torch.float32, device=device)
 
 
 FASHION_MNIST = DatasetSpec("fashion-mnist", 1, 28, 10, mean=(0.2860,), std=(0.3530,))

@@ -16,7 +16,7 @@ settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHES
 NUMERICS_MODULES = {"test_attacks", "test_benchmarks", "test_curvature", "test_differentiable_maps", "test_ifia",
                     "test_keyed_rng", "test_lockstep", "test_rank_agreement",
                     "test_metrics", "test_models_training", "test_network_bounds", "test_quality_metrics",
-                    "test_saliency", "test_smoothing"}
+                    "test_saliency", "test_smoothing", "test_captum_compat", "test_sigma_units", "test_front_door"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -30,7 +30,7 @@ def test_cuda_index_beyond_the_machine():
 
 
 @pytest.mark.parametrize("parse,good,bad", [
-    (cli.sigma_value, {"0": 0.0, "0.15": 0.15}, ["-0.1", "nan", "inf", "x"]),
+    (cli.sigma_value, {"0": 0.0, "0.15": 0.15, "1": 1.0}, ["-0.1", "nan", "inf", "x", "38", "1.01"]),
     (cli.positive_int, {"1": 1, "12": 12}, ["0", "-3", "1.5", "two"]),
     (cli.positive_float, {"0.5": 0.5, "3": 3.0}, ["0", "-1", "nan"]),
 ])

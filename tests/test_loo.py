@@ -170,7 +170,7 @@ def test_batched_maps_equal_the_saliency_module(pool):
         torch.testing.assert_close(maps["vg"][j], saliency.vanilla_gradient(net, xt, yt))
         torch.testing.assert_close(maps["ig"][j], saliency.integrated_gradients(net, xt, yt, steps=5))
         torch.testing.assert_close(maps[f"sg@{sig!r}"][j],
-                                   saliency.smoothgrad(net, xt, yt, sigma=sig, n_draws=6, seed=3, ids=ids))
+                                   saliency.smoothgrad(net, xt, yt, stdevs=sig, n_draws=6, seed=3, ids=ids))
 
 
 def test_bootstrap_exponent_recovers_a_power_law():

@@ -204,13 +204,14 @@ def test_stability_against_a_direct_loop():
 
 def test_perturbations_are_uniform_in_the_clipped_linf_ball_and_keyed_by_image_id():
     x = torch.cat([torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4), torch.full((1, 1, 4, 4), 0.5)]).double()
-    xp = linf_ball_perturbations(x, 0.1, 0, 200, seed=1)
+    xp = linf_ball_perturbations(x, 0.1, 0, 200, seed=1, clip=(0.0, 1.0))
+    assert linf_ball_perturbations(x, 0.1, 0, 200, seed=1).min() < 0  # no clipping unless asked for
     d = xp - x
     assert d.abs().max() <= 0.1 and xp.min() >= 0 and xp.max() <= 1
     assert d[:, 2].mean().abs() < 0.01 and d[:, 2].min() < -0.09 and d[:, 2].max() > 0.09  # two-sided
     # a sample depends on (seed, id, sample index) only
-    assert torch.equal(linf_ball_perturbations(x[2:], 0.1, 5, 3, seed=1, ids=[2]), xp[5:8, 2:])
-    assert not torch.equal(xp[:, 0], linf_ball_perturbations(x[:1], 0.1, 0, 200, seed=2)[:, 0])
+    assert torch.equal(linf_ball_perturbations(x[2:], 0.1, 5, 3, seed=1, ids=[2], clip=(0.0, 1.0)), xp[5:8, 2:])
+    assert not torch.equal(xp[:, 0], linf_ball_perturbations(x[:1], 0.1, 0, 200, seed=2, clip=(0.0, 1.0))[:, 0])
     u = keyed_uniform(0, torch.arange(4), 0, 20000, torch.float64)
     assert 0 < u.min() and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.01 and abs(u.var().item() - 1 / 12) < 0.005
     assert abs(np.corrcoef(u[0].numpy(), u[1].numpy())[0, 1]) < 0.03

@@ -238,7 +238,7 @@ def test_per_channel_sigma_is_applied_per_channel():
     rec = Recorder(convnet(c=3))
     x, t = images(2, c=3), targets(2)
     sigma = torch.tensor([0.1, 2.0, 0.0])
-    smoothgrad(rec, x, t, sigma=sigma, n_draws=200)
+    smoothgrad(rec, x, t, stdevs=sigma, n_draws=200)  # absolute σ_c: 2.0 is past the relative ceiling
     seen = torch.cat(rec.seen)  # every batch the model saw: only the noisy points (no probe forward)
     z = (seen.view(2, 200, 3, 6, 6) - x[:, None]).transpose(1, 2).reshape(2, 3, -1)
     assert torch.allclose(z[:, :2].std(-1), sigma[:2].double().expand(2, 2), rtol=0.03)
@@ -284,7 +284,7 @@ def test_generic_smoother_uses_the_same_noise():
 @given(method=st.sampled_from(METHODS), max_batch=st.integers(1, 40))
 def test_results_do_not_depend_on_max_batch(method, max_batch):
     model, x, t = convnet(), images(), targets()
-    kw = {"vg": {}, "ig": dict(steps=5), "sg": dict(sigma=0.3, n_draws=4, return_stderr=True),
+    kw = {"vg": {}, "ixg": {}, "ig": dict(steps=5), "sg": dict(sigma=0.3, n_draws=4, return_stderr=True),
           "sg_ig": dict(sigma=0.3, n_draws=3, ig_steps=4, return_stderr=True),
           "gradcam": dict(layer=model.cam), "gradcampp": dict(layer=model.cam)}[method]
     ref = saliency(method, model, x, t, **kw)

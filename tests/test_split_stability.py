@@ -112,6 +112,7 @@ def _cli(args, tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--sigma", "-0.1"], "sigma"),
     (["--sigma", "abc"], "sigma"),
+    (["--sigma", "38"], "'38'"),  # a fraction of the pixel range: 38 is a unit slip (issue 15)
     (["--dataset", "mnist"], "mnist"),
     (["--model", "vgg"], "vgg"),
     (["--methods", "lime"], "lime"),

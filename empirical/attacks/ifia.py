@@ -90,7 +90,9 @@ class IFIAConfig:
     select_by: str = "kendall"  # the measure minimised over iterates and restarts ("attribution_attack_measure")
     on_label_change: str = "skip"  # "skip" (RAR code) or "reject": see the module docstring
     reduce_channels: str = "sum_abs"  # channel reduction of maps: RAR's reduce_sum(abs(.), -1)
-    method_kwargs: tuple = ()  # extra (name, value) pairs for the method, e.g. (("sigma", 0.5), ("n_draws", 10))
+    # extra (name, value) pairs for the method, e.g. (("sigma", 0.5), ("n_draws", 10)); sigma is a fraction of the
+    # pixel range (empirical.attribution.sigma: pixel_range= gives its width in the model's input units, default 1)
+    method_kwargs: tuple = ()
     gradcam_layer: str | None = None  # submodule name for Grad-CAM (e.g. "block2" of the LeNet)
     # image × restart rows per chunk (None: all in one batch). The attack's double backward keeps ~1.6 MiB per
     # row × IG step on the LeNet (measured, CPU float32), ~160 MiB a row at 100 IG steps: size it to the memory.

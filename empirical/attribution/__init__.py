@@ -1,11 +1,20 @@
-r"""Batched gradient saliency: vanilla gradient, Integrated Gradients, SmoothGrad, Grad-CAM and Grad-CAM++.
+r"""Batched gradient saliency: vanilla gradient, Input × Gradient, Integrated Gradients, SmoothGrad (and its
+squared and VarGrad forms), Grad-CAM and Grad-CAM++, accepting what Captum accepts.
 
 Every method takes ``model`` (an ``nn.Module`` mapping ``x`` of shape [N, C, H, W] or [N, D] to logits
-[N, K]), ``x`` already in the space the model sees (normalised by the caller) and ``target`` (a LongTensor
-[N] of class indices), and returns maps of ``x``'s shape, signed (no absolute value), except Grad-CAM
-([N, 1, H, W]). With :math:`f_y` the target logit:
+[N, K]), ``x`` already in the space the model sees (normalised by the caller) and ``target`` (an int, a 0-d
+tensor, a list or a tensor [N] of class indices; None for a model with one output per example), and returns
+maps of ``x``'s shape, signed unless ``abs=True``, except Grad-CAM ([N, 1, H, W]). As in Captum, ``x`` may be a
+tuple of tensors [N, ...] (a tuple of maps comes back; :mod:`empirical.attribution.inputs`), extra model
+arguments go in ``additional_forward_args``, and Captum's argument names work (``baselines``, ``n_steps``,
+``method``, ``internal_batch_size``, ``return_convergence_delta``, ``nt_samples``, ``nt_type``, ``stdevs``),
+our older names (``baseline``, ``steps``, ``rule``, ``max_batch``, ``return_residual``, ``n_draws``) being
+aliases; maps equal Captum's (tests/test_captum_compat.py). σ is a fraction of the pixel range
+(:mod:`empirical.attribution.sigma`). A model that fails on the inputs gives a one-line error naming their
+shapes. With :math:`f_y` the target logit:
 
 - :func:`vanilla_gradient`: :math:`\nabla_x f_y(x)` (Ye & Farnia eq. 4; Simonyan et al. 2013).
+- :func:`input_x_gradient`: :math:`x \odot \nabla_x f_y(x)` (Shrikumar et al. 2016).
 - :func:`integrated_gradients`: :math:`(x - x_0) \odot \int_0^1 \nabla f_y(x_0 + \alpha(x - x_0))\,d\alpha`
   (Ye & Farnia eq. 6; Sundararajan et al. 2017), by a quadrature rule (:func:`ig_quadrature`).
 - :func:`smoothgrad`: :math:`\mathbb{E}_z[\mathrm{Sal}(x + z)]`, :math:`z \sim N(0, \sigma_c^2)` per channel
@@ -14,7 +23,8 @@ Every method takes ``model`` (an ``nn.Module`` mapping ``x`` of shape [N, C, H, 
 - :func:`saliency`: one dispatcher over :data:`METHODS`.
 
 One module per method (``gradient``, ``integrated_gradients``, ``noise_tunnel``, ``cam``), the batching engine
-they share (``engine``), input checks (``_checks``) and the memory-to-batch-size estimate (``memory``).
+they share (``engine``), Captum-style inputs packed for it (``inputs``), the σ unit (``sigma``), input checks
+(``_checks``) and the memory-to-batch-size estimate (``memory``).
 
 Choices made here:
 
@@ -34,7 +44,7 @@ Choices made here:
   ``torch.Generator``: one kernel launch per draw, which held SmoothGrad to 8% of the GPU's gradient rate.)
 - **Noise layout.** An explicit ``noise`` holds STANDARD normal draws :math:`\varepsilon` of shape
   [N, n_draws, *x.shape[1:]] (image-major, as Captum's ``NoiseTunnel`` repeats its inputs); the
-  perturbation is :math:`z = \sigma_c \varepsilon`. To pass absolute perturbations, use ``sigma=1.0``.
+  perturbation is :math:`z = \sigma_c \varepsilon`. To pass absolute perturbations, use ``stdevs=1.0``.
 - **Smoothed IG** (``base="ig"``) is IG evaluated at :math:`x + z` with the baseline unchanged,
   :math:`\mathbb{E}_z[(x + z - x_0) \odot \int_0^1 \nabla f_y(x_0 + \alpha(x + z - x_0))\,d\alpha]`, which is
   what Captum's ``NoiseTunnel(IntegratedGradients)`` computes.
@@ -52,7 +62,8 @@ from empirical.attribution._checks import SaliencyFn  # noqa: F401
 from empirical.attribution.cam import UPSAMPLE, gradcam  # noqa: F401
 from empirical.attribution.dispatch import METHODS, saliency  # noqa: F401
 from empirical.attribution.engine import differentiable, draw_noise  # noqa: F401
-from empirical.attribution.gradient import vanilla_gradient  # noqa: F401
+from empirical.attribution.gradient import input_x_gradient, vanilla_gradient  # noqa: F401
 from empirical.attribution.integrated_gradients import RULES, ig_quadrature, integrated_gradients  # noqa: F401
 from empirical.attribution.memory import max_batch_for_memory, shrink_to_fit  # noqa: F401
-from empirical.attribution.noise_tunnel import BASES, smoothed, smoothgrad  # noqa: F401
+from empirical.attribution.noise_tunnel import BASES, NT_TYPES, smoothed, smoothgrad  # noqa: F401
+from empirical.attribution.sigma import SIGMA_MAX, sigma_abs, sigma_rel  # noqa: F401

@@ -1,12 +1,13 @@
-"""Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al. 2018)."""
+r"""Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al. 2018)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirical.attribution._checks import _check_choice, _check_max_batch, _check_target, _check_x, _logits_at, _shape
+from empirical.attribution._checks import _alias, _check_choice, _check_max_batch, _check_target, _logits_at, _shape
 from empirical.attribution.engine import keeps_graph
+from empirical.attribution.inputs import Packed
 from empirical.errors import UserError
 from empirical.nets.models import eval_mode as _eval_mode
 
@@ -14,20 +15,24 @@ UPSAMPLE = ("bilinear", "nearest", None)
 
 
 # --------------------------------------------------------------------------- Grad-CAM
-def _cam(acts: torch.Tensor, grads: torch.Tensor, plus: bool) -> torch.Tensor:
+def _cam(acts: torch.Tensor, grads: torch.Tensor, plus: bool, relu: bool) -> torch.Tensor:
+    space = tuple(range(2, acts.dim()))  # the layer's spatial dims (none for a linear layer, as in Captum)
     if not plus:
-        weights = grads.mean((2, 3), keepdim=True)
+        weights = grads.mean(space, keepdim=True) if space else grads
     else:
         g2 = grads ** 2
-        denom = 2 * g2 + acts.sum((2, 3), keepdim=True) * g2 * grads
+        denom = 2 * g2 + (acts.sum(space, keepdim=True) if space else acts) * g2 * grads
         nonzero = denom != 0
         alpha = torch.where(nonzero, g2 / torch.where(nonzero, denom, torch.ones_like(denom)), torch.zeros_like(g2))
-        weights = (alpha * grads.clamp_min(0)).sum((2, 3), keepdim=True)
-    return (weights * acts).sum(1, keepdim=True).clamp_min(0)
+        a_g = alpha * grads.clamp_min(0)
+        weights = a_g.sum(space, keepdim=True) if space else a_g
+    cam = (weights * acts).sum(1, keepdim=True)
+    return cam.clamp_min(0) if relu else cam
 
 
-def gradcam(model: nn.Module, x: torch.Tensor, target, layer: nn.Module, plus: bool = False,
-            upsample: str | None = "bilinear", max_batch: int | None = None) -> torch.Tensor:
+def gradcam(model: nn.Module, inputs, target=None, layer: nn.Module | None = None, plus: bool = False,
+            upsample: str | None = "bilinear", max_batch: int | None = None, *, relu_attributions: bool = True,
+            additional_forward_args=None, internal_batch_size: int | None = None) -> torch.Tensor:
     r"""Grad-CAM (Selvaraju et al. 2017) or, with ``plus``, Grad-CAM++ (Chattopadhay et al. 2018); [N, 1, H, W].
 
     With :math:`A^k` the activations of ``layer`` (output [N, K, h, w], captured by a forward hook) and
@@ -40,16 +45,23 @@ def gradcam(model: nn.Module, x: torch.Tensor, target, layer: nn.Module, plus: b
       :math:`e^{f_y}`, a positive per-image scale; it is left out (as pytorch-grad-cam does) because it
       overflows float32 for logits above ~88 and would make raw map norms depend on the confidence.
 
-    ``upsample``: ``"bilinear"`` (``align_corners=False``) or ``"nearest"`` to ``x``'s H × W, or None for the
-    layer resolution [N, 1, h, w]. ``max_batch`` images per forward pass.
+    ``relu_attributions``: the final ReLU of the paper (default True); Captum's ``LayerGradCam`` has the same
+    switch but defaults to False. ``upsample``: ``"bilinear"`` (``align_corners=False``) or ``"nearest"`` to
+    the (first) input's H × W, or None for the layer resolution [N, 1, h, w] (Captum's ``LayerGradCam``
+    output). A layer without spatial dims ([N, K], e.g. a linear layer) gives [N, 1] (then ``upsample`` must
+    be None), as Captum. ``inputs``, ``target``, ``additional_forward_args``: as :func:`vanilla_gradient`;
+    ``internal_batch_size`` (alias ``max_batch``): images per forward pass.
     """
-    _check_x(x)
-    if x.dim() != 4:
-        raise UserError(f"Grad-CAM needs images [N, C, H, W], got shape {_shape(x)}")
+    packed = Packed(model, inputs, additional_forward_args)
+    x = packed.x
     _check_choice("upsample", upsample, UPSAMPLE)
-    if not isinstance(layer, nn.Module) or not any(m is layer for m in model.modules()):
+    if upsample is not None and packed.parts[0].dim() != 4:
+        raise UserError(f"Grad-CAM upsampling needs images [N, C, H, W] as the (first) input, got shape "
+                        f"{_shape(packed.parts[0])}; pass upsample=None for the layer's resolution")
+    if not isinstance(model, nn.Module) or not isinstance(layer, nn.Module) \
+            or not any(m is layer for m in model.modules()):
         raise UserError(f"layer must be a submodule of the model, got {type(layer).__name__}")
-    max_batch = _check_max_batch(max_batch)
+    max_batch = _check_max_batch(_alias("internal_batch_size", internal_batch_size, "max_batch", max_batch, None))
     captured: list[torch.Tensor] = []
     keep = keeps_graph()
     with _eval_mode(model):
@@ -60,22 +72,26 @@ def gradcam(model: nn.Module, x: torch.Tensor, target, layer: nn.Module, plus: b
             step = max_batch or x.shape[0]
             for lo in range(0, x.shape[0], step):
                 captured.clear()
+                rows = torch.arange(lo, min(lo + step, x.shape[0]), device=x.device)
                 with torch.enable_grad():
                     # x needs grad so that the layer's output is in the graph even for a frozen model; inside
                     # engine.differentiable() x keeps its own graph and the map stays differentiable.
                     xb = x[lo:lo + step]
-                    logits = model(xb if keep and xb.requires_grad else xb.detach().requires_grad_(True))
-                    if len(captured) != 1 or not isinstance(captured[0], torch.Tensor) or captured[0].dim() != 4:
-                        raise UserError(f"the Grad-CAM layer must run once per forward and output [N, K, h, w]; it "
-                                        f"ran {len(captured)} times, output "
+                    logits = packed.forward(xb if keep and xb.requires_grad else xb.detach().requires_grad_(True), rows)
+                    ok_dims = (4,) if upsample is not None else (2, 3, 4)
+                    if len(captured) != 1 or not isinstance(captured[0], torch.Tensor) \
+                            or captured[0].dim() not in ok_dims:
+                        raise UserError(f"the Grad-CAM layer must run once per forward and output [N, K, h, w]"
+                                        f"{' (or [N, K] with upsample=None)' if upsample is not None else ' or [N, K]'}"
+                                        f"; it ran {len(captured)} times, output "
                                         f"{_shape(captured[0]) if captured else None}")
-                    score = _logits_at(logits, len(target[lo:lo + step]), hi, target[lo:lo + step]).sum()
+                    score = _logits_at(logits, len(rows), hi, target[lo:lo + step]).sum()
                     (grads,) = torch.autograd.grad(score, captured[0], create_graph=keep)
-                cams.append(_cam(captured[0] if keep else captured[0].detach(), grads, plus))
+                cams.append(_cam(captured[0] if keep else captured[0].detach(), grads, plus, relu_attributions))
         finally:
             handle.remove()
     cam = torch.cat(cams)
     if upsample is None:
         return cam
     kw = {"align_corners": False} if upsample == "bilinear" else {}
-    return F.interpolate(cam, size=tuple(x.shape[-2:]), mode=upsample, **kw)
+    return F.interpolate(cam, size=tuple(packed.parts[0].shape[-2:]), mode=upsample, **kw)

@@ -84,11 +84,16 @@ def _target_grad(model: nn.Module, points: torch.Tensor, target: torch.Tensor, h
     return grad
 
 
-def _target_logits(model: nn.Module, x: torch.Tensor, target: torch.Tensor, max_batch: int | None) -> torch.Tensor:
-    step = max_batch or x.shape[0]
+def _target_logits(packed, x: torch.Tensor, target: torch.Tensor, max_batch: int | None,
+                   hi: int | None = None) -> torch.Tensor:
+    """f_{target[i]}(x[i]) for packed points x [N, ...] (``packed``: an ``inputs.Packed``)."""
+    step, n = max_batch or x.shape[0], x.shape[0]
+    out = []
     with torch.no_grad():
-        return torch.cat([_logits_at(model(x[lo:lo + step]), x[lo:lo + step].shape[0], None, target[lo:lo + step])
-                          for lo in range(0, x.shape[0], step)])
+        for lo in range(0, n, step):
+            rows = torch.arange(lo, min(lo + step, n), device=x.device)
+            out.append(_logits_at(packed.forward(x[lo:lo + step], rows), len(rows), hi, target[lo:lo + step]))
+    return torch.cat(out)
 
 
 def _fold(v: torch.Tensor, start: int, width: int) -> torch.Tensor:

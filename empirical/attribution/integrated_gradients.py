@@ -6,15 +6,14 @@ import torch
 from torch import nn
 
 from empirical.attribution._checks import (
-    _check_baseline,
+    _alias,
     _check_choice,
     _check_max_batch,
     _check_target,
-    _check_x,
     _positive_int,
 )
 from empirical.attribution.engine import _engine, _target_grad, _target_logits
-from empirical.nets.models import eval_mode as _eval_mode
+from empirical.attribution.inputs import Packed, eval_mode
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_right", "riemann_left", "riemann_middle")
 
@@ -50,18 +49,29 @@ def ig_quadrature(steps: int, rule: str = "gausslegendre", dtype: torch.dtype = 
     return (torch.as_tensor(alphas, dtype=dtype, device=device), torch.as_tensor(weights, dtype=dtype, device=device))
 
 
-def integrated_gradients(model: nn.Module, x: torch.Tensor, target, baseline=None, steps: int = 50,
-                         rule: str = "gausslegendre", return_residual: bool = False,
-                         max_batch: int | None = None):
-    r"""Integrated Gradients (Ye & Farnia eq. 6; Sundararajan et al. 2017), shape of ``x``:
+def integrated_gradients(model: nn.Module, inputs, target=None, baselines=None, n_steps: int | None = None,
+                         method: str | None = None, return_convergence_delta: bool | None = None,
+                         internal_batch_size: int | None = None, *, multiply_by_inputs: bool = True,
+                         additional_forward_args=None, baseline=None, steps: int | None = None,
+                         rule: str | None = None, return_residual: bool | None = None, max_batch: int | None = None):
+    r"""Integrated Gradients (Ye & Farnia eq. 6; Sundararajan et al. 2017), shape of ``inputs``:
 
     .. math::  \mathrm{IG}(x) = (x - x_0) \odot \int_0^1 \nabla f_y(x_0 + \alpha (x - x_0))\, d\alpha
                \approx (x - x_0) \odot \sum_s w_s \nabla f_y(x_0 + \alpha_s (x - x_0)),
 
-    nodes and weights from :func:`ig_quadrature` (``rule``, ``steps``). ``baseline`` :math:`x_0`: None
-    (zeros), a number, or a tensor of ``x``'s shape or one sample's shape. With ``return_residual`` also the
-    completeness residual :math:`\sum_j \mathrm{IG}_j - (f_y(x) - f_y(x_0))`, shape [N] (Captum's
-    convergence delta, sign included); it is 0 up to rounding on a linear model.
+    nodes and weights from :func:`ig_quadrature` (``method``, ``n_steps``). Captum's argument names, with our
+    older names as aliases (give one of each pair): ``baselines``/``baseline`` :math:`x_0` (None: zeros; a
+    number; a tensor of the input's shape, [1, ...] or one sample's shape; per input for a tuple),
+    ``n_steps``/``steps`` (50), ``method``/``rule`` ("gausslegendre"), ``internal_batch_size``/``max_batch``
+    (rows per forward/backward), ``return_convergence_delta``/``return_residual``. ``inputs``: a tensor
+    [N, ...] or a tuple of them (a tuple of maps back); ``target``: an int, a 0-d tensor, a list or a tensor
+    [N]; ``additional_forward_args`` as Captum. ``multiply_by_inputs=False`` leaves out the factor
+    :math:`(x - x_0)`: the path-averaged gradient (Captum's "local" IG).
+
+    With ``return_convergence_delta`` also the completeness residual :math:`\sum_j \mathrm{IG}_j - (f_y(x) -
+    f_y(x_0))`, shape [N] (Captum's convergence delta, sign included, summed over all inputs of a tuple); it
+    is 0 up to rounding on a linear model, and, as in Captum, it is computed from the returned maps even with
+    ``multiply_by_inputs=False``, where it has no meaning.
 
     Example:
         >>> lin = nn.Linear(3, 1).double()
@@ -70,21 +80,28 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target, baseline=Non
         >>> torch.allclose(ig, lin.weight.detach() * x), bool(res.abs().max() < 1e-12)
         (True, True)
     """
-    _check_x(x)
-    alphas, weights = ig_quadrature(steps, rule, x.dtype, x.device)
-    x0 = _check_baseline(baseline, x)
+    baselines = _alias("baselines", baselines, "baseline", baseline, None)
+    n_steps = _alias("n_steps", n_steps, "steps", steps, 50)
+    method = _alias("method", method, "rule", rule, "gausslegendre")
+    delta = _alias("return_convergence_delta", return_convergence_delta, "return_residual", return_residual, False)
+    max_batch = _alias("internal_batch_size", internal_batch_size, "max_batch", max_batch, None)
+    packed = Packed(model, inputs, additional_forward_args)
+    x = packed.x
+    alphas, weights = ig_quadrature(n_steps, method, x.dtype, x.device)
+    x0 = packed.baselines(baselines)
     max_batch = _check_max_batch(max_batch)
-    with _eval_mode(model):
+    with eval_mode(model):
         target, hi = _check_target(x, target)
 
         def evaluate(n, d, s):
             diff = x[n] - x0[n]
             a = alphas[s].view((-1,) + (1,) * (x.dim() - 1))
             w = weights[s].view_as(a)
-            return w * _target_grad(model, x0[n] + a * diff, target[n], hi) * diff
+            g = w * _target_grad(packed.at(n), x0[n] + a * diff, target[n], hi)
+            return g * diff if multiply_by_inputs else g
 
         ig, _ = _engine(x, evaluate, 1, len(alphas), max_batch)
-        if not return_residual:
-            return ig
-        gap = _target_logits(model, x, target, max_batch) - _target_logits(model, x0, target, max_batch)
-    return ig, ig.flatten(1).sum(1) - gap
+        if not delta:
+            return packed.maps(ig)
+        gap = _target_logits(packed, x, target, max_batch, hi) - _target_logits(packed, x0, target, max_batch, hi)
+    return packed.maps(ig), ig.flatten(1).sum(1) - gap

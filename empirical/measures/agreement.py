@@ -150,7 +150,8 @@ def fidelity_error(smoothed: torch.Tensor, plain: torch.Tensor, normalize: bool 
 
     ``smoothed``: the σ-smoothed maps (the Monte-Carlo mean over z), ``plain``: the unsmoothed maps of the
     same network, both ``(N, ...)``; returns ``(N,)``. Eq. 13 also averages over the two networks i = 1, 2:
-    average two calls. ``normalize`` as in :func:`stability_error`.
+    average two calls. ``normalize`` as in :func:`stability_error`. σ is whatever the smoothed maps were made
+    with (this library states it as a fraction of the pixel range: :mod:`empirical.attribution.sigma`).
     """
     return stability_error(smoothed, plain, normalize)
 

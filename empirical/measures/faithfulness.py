@@ -32,7 +32,8 @@ def noisy_linear_imputation(x: torch.Tensor, removed: torch.Tensor, noise: float
 
     over the 8-neighbourhood inside the image (:math:`w` = 1/6 direct, 1/12 diagonal; :math:`s_i = \sum_{j\sim i}
     w_{ij}` over neighbours inside the image): each removed pixel is the weighted mean of its neighbours. Then
-    :math:`\mathcal N(0, \mathrm{noise}^2)` is added to the imputed pixels only (keyed by seed, image id,
+    :math:`\mathcal N(0, \mathrm{noise}^2)` (``noise``: an ABSOLUTE std in ``x``'s units, not a fraction of a
+    range; Rong et al.'s 0.01 is for images in [0, 1]) is added to the imputed pixels only (keyed by seed, image id,
     ``stream`` and position, see :func:`keyed_uniform`; ``stream`` is one int or one per image, which lets
     :func:`road` solve all its removal levels in one batch). The matrix is symmetric positive definite whenever at
     least one pixel is kept, so it is solved by Jacobi-preconditioned conjugate gradients on all images and

@@ -39,12 +39,15 @@ class StabilityResult(NamedTuple):
     score: torch.Tensor  # (N,) max of the ratio over kept perturbations; NaN where none was kept
     n_excluded: torch.Tensor  # (N,) perturbations left out: they changed the predicted class, or e_x is all zero
     n_samples: int  # perturbations drawn per image
+    n_clipped: torch.Tensor | None = None  # (N,) perturbed values clamped to ``clip``, over all draws; None: clip off
 
 
 def linf_ball_perturbations(x: torch.Tensor, radius: float, sample: int, n_samples: int, seed: int = 0,
-                            ids=None, clip: tuple[float, float] | None = (0.0, 1.0)) -> torch.Tensor:
+                            ids=None, clip: tuple[float, float] | None = None) -> torch.Tensor:
     r"""Perturbations ``sample .. sample + n_samples − 1`` of each image: :math:`x' = \mathrm{clip}(x + u)`,
-    :math:`u \sim U[-r, r]^d` i.i.d. per element (uniform in the L∞ ball of radius r), clipped to the data range.
+    :math:`u \sim U[-r, r]^d` i.i.d. per element (uniform in the L∞ ball of radius r), clamped to ``clip`` =
+    (lo, hi) if given (off by default: on inputs outside the range, normalised ones say, a clamp moves the point
+    far from x and the draw is then likely dropped as a class flip).
 
     Returns ``(n_samples, N, ...)``. Drawn with :func:`keyed_uniform` keyed by (seed, image id, sample, element).
     """
@@ -117,10 +120,14 @@ def _relative_stability(kinds, explain, model, x, target, representation, radius
             l0 = representation(x).flatten(1)
     best = {k: torch.full((n,), -math.inf, dtype=e0.dtype, device=x.device) for k in kinds}
     excluded = torch.zeros(n, dtype=torch.int64, device=x.device)
+    clipped = torch.zeros(n, dtype=torch.int64, device=x.device)
     per_chunk = max(1, batch_size // n)
     for s0 in range(0, n_samples, per_chunk):
         cs = min(per_chunk, n_samples - s0)
-        xp = linf_ball_perturbations(x, radius, s0, cs, seed, ids, clip).reshape(cs * n, *x.shape[1:])
+        xp = linf_ball_perturbations(x, radius, s0, cs, seed, ids).reshape(cs * n, *x.shape[1:])
+        if clip is not None:
+            clipped += ((xp < clip[0]) | (xp > clip[1])).view(cs, n, -1).sum((0, 2))
+            xp = xp.clamp(*clip)
         zp, hp = head(xp)
         flip = (zp.argmax(-1) != pred0.repeat(cs)).view(cs, n)
         ep = (explain(xp, target.repeat(cs), ids.repeat(cs)) if explain_ids
@@ -143,7 +150,7 @@ def _relative_stability(kinds, explain, model, x, target, representation, radius
             best[kind] = torch.maximum(best[kind], ratio.amax(0))
         excluded += flip.sum(0)
     return {k: StabilityResult(torch.where(torch.isinf(b) & (b < 0), torch.full_like(b, math.nan), b), excluded,
-                               n_samples) for k, b in best.items()}
+                               n_samples, None if clip is None else clipped) for k, b in best.items()}
 
 
 STABILITY_KINDS = ("input", "output", "representation")
@@ -151,7 +158,7 @@ STABILITY_KINDS = ("input", "output", "representation")
 
 def relative_stabilities(explain, model, x, target=None, representation=None,
                          kinds: Sequence[str] = STABILITY_KINDS, radius: float = 0.05, n_samples: int = 50,
-                         eps_min: float = 1e-6, p: float = 2, seed: int = 0, ids=None, clip=(0.0, 1.0),
+                         eps_min: float = 1e-6, p: float = 2, seed: int = 0, ids=None, clip=None,
                          batch_size: int = 256, output: str = "logits",
                          relative_representation: bool = True, explain_ids: bool = False) -> dict[str, StabilityResult]:
     """RIS, ROS and RRS together (``kinds``: any of "input", "output", "representation"), on the same
@@ -167,7 +174,8 @@ _STABILITY_DOC = r"""
     ``explain(x, target) -> maps``: batched explanation function (``(B, ...)`` inputs and ``(B,)`` class
     indices to ``(B, ...)`` maps); ``model(x) -> logits``. ``target`` (default: the predicted class at x) is
     explained at x and at every x'. Perturbations (:func:`linf_ball_perturbations`): ``n_samples`` draws per
-    image, uniform in the L∞ ball of radius ``radius`` around x, clipped to ``clip`` (the data range); draws are
+    image, uniform in the L∞ ball of radius ``radius`` (input units) around x, clamped to ``clip`` = (lo, hi)
+    only when given (off by default; then the clamped values are counted in ``n_clipped``); draws are
     keyed by (``seed``, image id in ``ids``, sample index), so scores do not depend on batch size or
     composition. ``batch_size`` bounds the number of perturbed images per call of ``explain``/``model``.
 
@@ -193,12 +201,12 @@ _STABILITY_DOC = r"""
     denominator is exactly 0 instead of taking the max; its default perturbation is the one-sided shift
     :math:`x + U[0.02, 0.2]` (no clipping); and a single prediction-changing draw makes the image's score NaN.
     On inputs with no zero entries, no flips and denominators above ε_min the values agree.
-    Returns :class:`StabilityResult` (score, n_excluded, n_samples)."""
+    Returns :class:`StabilityResult` (score, n_excluded, n_samples, n_clipped)."""
 
 
 def relative_input_stability(explain, model, x, target=None, radius: float = 0.05, n_samples: int = 50,
                              eps_min: float = 1e-6, p: float = 2, seed: int = 0, ids=None,
-                             clip=(0.0, 1.0), batch_size: int = 256, explain_ids: bool = False) -> StabilityResult:
+                             clip=None, batch_size: int = 256, explain_ids: bool = False) -> StabilityResult:
     r"""RIS (Agarwal et al. 2022, eq. 2; Bhusal et al. eq. 40), per image, lower is more stable:
 
     .. math:: RIS(x) = \max_{x'} \frac{\|(e_x - e_{x'})/e_x\|_p}{\max(\|(x - x')/x\|_p,\ \epsilon_{min})}.
@@ -208,7 +216,7 @@ def relative_input_stability(explain, model, x, target=None, radius: float = 0.0
 
 
 def relative_output_stability(explain, model, x, target=None, radius: float = 0.05, n_samples: int = 50,
-                              eps_min: float = 1e-6, p: float = 2, seed: int = 0, ids=None, clip=(0.0, 1.0),
+                              eps_min: float = 1e-6, p: float = 2, seed: int = 0, ids=None, clip=None,
                               batch_size: int = 256, output: str = "logits",
                               explain_ids: bool = False) -> StabilityResult:
     r"""ROS (Agarwal et al. 2022, eq. 5; Bhusal et al. eq. 42), per image, lower is more stable:
@@ -223,7 +231,7 @@ def relative_output_stability(explain, model, x, target=None, radius: float = 0.
 
 def relative_representation_stability(explain, model, representation, x, target=None, radius: float = 0.05,
                                       n_samples: int = 50, eps_min: float = 1e-6, p: float = 2, seed: int = 0,
-                                      ids=None, clip=(0.0, 1.0), batch_size: int = 256,
+                                      ids=None, clip=None, batch_size: int = 256,
                                       relative: bool = True, explain_ids: bool = False) -> StabilityResult:
     r"""RRS (Agarwal et al. 2022, eq. 3), per image, lower is more stable:
 

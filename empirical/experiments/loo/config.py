@@ -77,8 +77,8 @@ class LooConfig:
         if not self.optimizers or any(o not in OPTIMIZERS for o in self.optimizers):
             raise UserError(f"unknown optimizer in {self.optimizers}; valid: {', '.join(OPTIMIZERS)}")
         for s in self.sigmas:
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
-                raise UserError(f"SmoothGrad sigma must be a finite number > 0 (fraction of the pixel range; "
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or not 0 < s <= 1:
+                raise UserError(f"SmoothGrad sigma must be a number in (0, 1] (fraction of the pixel range; "
                                 f"σ = 0 is the vanilla gradient, always measured), got {s!r}")
         for name, v in (("lr", self.lr), ("c", self.c)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):

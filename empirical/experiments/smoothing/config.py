@@ -94,8 +94,8 @@ class SmoothingStudyConfig:
         for v in self.eps_grid:
             if not math.isfinite(v) or not (0 < v <= 1):
                 raise UserError(f"eps grid values must be in (0, 1] (pixel units), got {v}")
-        if not math.isfinite(self.sg_sigma) or self.sg_sigma < 0:
-            raise UserError(f"SmoothGrad sigma must be >= 0 (fraction of the pixel range), got {self.sg_sigma}")
+        if not math.isfinite(self.sg_sigma) or not 0 <= self.sg_sigma <= 1:
+            raise UserError(f"SmoothGrad sigma must be in [0, 1] (fraction of the pixel range), got {self.sg_sigma}")
         for v in self.ssim_noise:
             if not math.isfinite(v) or v <= 0:
                 raise UserError(f"SSIM noise levels must be > 0 (pixel units), got {v}")

@@ -55,8 +55,9 @@ def explain_fn(model: nn.Module, method: str, cfg: SmoothingStudyConfig):
             return saliency.vanilla_gradient(model, x, target, max_batch=cfg.max_batch)
         if method == "ig":
             return saliency.integrated_gradients(model, x, target, steps=cfg.ig_steps, max_batch=cfg.max_batch)
-        return saliency.smoothgrad(model, x, target, sigma=cfg.sg_sigma, n_draws=cfg.sg_draws, seed=cfg.seed,
-                                   ids=ids, max_batch=cfg.max_batch)
+        # x is in pixel space [0, 1]: the relative σ with pixel_range 1.
+        return saliency.smoothgrad(model, x, target, sigma=cfg.sg_sigma, pixel_range=1.0, n_draws=cfg.sg_draws,
+                                   seed=cfg.seed, ids=ids, max_batch=cfg.max_batch)
     return explain
 
 
@@ -201,7 +202,9 @@ def evaluate_model(cfg: SmoothingStudyConfig, pm: PixelModel, x, y, ids, x_all, 
     for meth in cfg.methods:
         explain = explain_fn(pm, meth, cfg)
         maps = explain(x, y, ids)
-        common = dict(radius=cfg.stab_radius, n_samples=cfg.stab_samples, eps_min=cfg.eps_min, seed=cfg.seed, ids=ids)
+        # clip: x' stays an image of [0, 1] (the pixel-space model's inputs); the library's default is no clipping
+        common = dict(radius=cfg.stab_radius, n_samples=cfg.stab_samples, eps_min=cfg.eps_min, seed=cfg.seed, ids=ids,
+                      clip=(0.0, 1.0))
         # RIS, ROS, RRS on the same perturbations, each perturbed image explained once for all three. Every x'
         # is explained under its image's id: SmoothGrad gives x and x' the same noise draws (common random
         # numbers), so its scores measure the smoothed map's change, whatever the batch size

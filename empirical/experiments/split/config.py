@@ -52,8 +52,8 @@ class SplitStabilityConfig:
         if any(m.startswith("gradcam") for m in self.methods) and models.GRADCAM_LAYER[self.model] is None:
             raise UserError(f"Grad-CAM needs a convolutional model; {self.model!r} has no conv layer")
         for s in self.sigmas:
-            if not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
-                raise UserError(f"sigma must be a finite number >= 0 (fraction of the pixel range), got {s!r}")
+            if not isinstance(s, (int, float)) or not math.isfinite(s) or not 0 <= s <= 1:
+                raise UserError(f"sigma must be a number in [0, 1] (fraction of the pixel range), got {s!r}")
         for name, v, lo in (("pairs", self.pairs, 1), ("test images", self.test_images, 1), ("draws", self.draws, 1),
                             ("IG steps", self.ig_steps, 1), ("max batch", self.max_batch, 1)):
             if not isinstance(v, int) or v < lo:

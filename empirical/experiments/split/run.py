@@ -53,14 +53,14 @@ def compute_maps(cfg: SplitStabilityConfig, model, x, y, ids, sigma_abs: torch.T
     if method == "ig" and not smoothed:
         return saliency.integrated_gradients(model, x, y, steps=cfg.ig_steps, **common), None
     if method in ("vg", "ig"):
-        out = saliency.smoothgrad(model, x, y, sigma=sigma_abs, n_draws=cfg.draws, seed=cfg.seed, ids=ids,
+        out = saliency.smoothgrad(model, x, y, stdevs=sigma_abs, n_draws=cfg.draws, seed=cfg.seed, ids=ids,
                                   base=method, ig_steps=cfg.ig_steps, return_stderr=True, **common)
         return out
     plus = method == "gradcampp"
     if not smoothed:
         return saliency.gradcam(model, x, y, layer=grad_layer, plus=plus), None
     return saliency.smoothed(lambda xx, yy: saliency.gradcam(model, xx, yy, layer=grad_layer, plus=plus),
-                             x, y, sigma=sigma_abs, n_draws=cfg.draws, seed=cfg.seed, ids=ids,
+                             x, y, stdevs=sigma_abs, n_draws=cfg.draws, seed=cfg.seed, ids=ids,
                              max_batch=cfg.max_batch, return_stderr=True)
 
 
