@@ -80,6 +80,32 @@ def note_gpu_sized(preset: str, device: str, cpu_sizes: str) -> None:
               "CPU sizes (an interrupted run resumes)", file=sys.stderr)
 
 
+class Footnotes:
+    """Long texts printed once, below a table, and referred to in its rows by number: the named assumptions a
+    bound row lacks repeat across rows, and written out in every row they would push the table off the screen."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def refs(self, joined: str, sep: str = "; ") -> str:
+        """``"[1,3]"`` for the "; "-joined texts in ``joined`` (numbered in order of first appearance)."""
+        nums = []
+        for t in (x.strip() for x in joined.split(sep)):
+            if t:
+                if t not in self.texts:
+                    self.texts.append(t)
+                nums.append(self.texts.index(t) + 1)
+        return "[" + ",".join(map(str, nums)) + "]"
+
+    def lines(self, heading: str) -> list[str]:
+        return [heading] + [f"  [{i}] {t}" for i, t in enumerate(self.texts, 1)] if self.texts else []
+
+
+def lacks(row: dict, notes: Footnotes) -> str:
+    """A bound row's certification in a few characters: "certified", or "lacks [1,2]" with the footnotes."""
+    return "certified" if row.get("certified") else f"lacks {notes.refs(row.get('lacks') or '?')}"
+
+
 def run_main(fn: Callable[[], int]) -> int:
     """Call an entry point; a user's mistake becomes one line on stderr and exit code 2."""
     try:

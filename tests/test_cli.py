@@ -108,3 +108,11 @@ def test_gpu_sized_preset_on_the_cpu_says_so_and_still_runs(module, run_name, ar
         mod.main(argv + ["--data-root", str(root), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert "note: --preset paper is sized for a GPU" in err and len(err.strip().splitlines()) == 1
+
+
+def test_footnotes_number_each_lacking_assumption_once():
+    from empirical import cli
+    notes = cli.Footnotes()
+    rows = [{"certified": False, "lacks": "a; b"}, {"certified": False, "lacks": "b; c"}, {"certified": True, "lacks": ""}]
+    assert [cli.lacks(r, notes) for r in rows] == ["lacks [1,2]", "lacks [2,3]", "certified"]
+    assert notes.lines("why:") == ["why:", "  [1] a", "  [2] b", "  [3] c"]

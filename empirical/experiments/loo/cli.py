@@ -159,12 +159,15 @@ def print_report(res: dict) -> None:
               f"{law['exponent']:>7.3f} [{_f(law['ci_low'], '.3f')}, {_f(law['ci_high'], '.3f')}]   bound: {pred}")
     print(f"\nbounds at T = {T_max} (corrected variant), log10: bound vs measured worst-kind mean; 'consistent': the "
           "sup over test images is below the bound; 'certified' only where no assumption is missing (else listed)")
+    notes = cli.Footnotes()
     for b in res["bounds"]:
         if b["T"] == T_max and b["variant"] == "corrected" and (b["method"] == "vg" or b["sigma"] == s_mid):
             print(f"  {b['optimizer']:<10} n={b['n']:<5} {b['bound']:<24} σ={b['sigma']:<5} {b['constants']:<10}"
                   f" L={_f(b['L'], '.3g')} β={_f(b['beta'], '.3g')}  log10 bound {_f(b['log10_bound'], '>8.2f')}  "
                   f"measured {_f(b['log10_measured_worst'], '>6.2f', b.get('measured_worst') == 0)}  "
-                  f"consistent {b['holds']}  " + ("certified" if b["certified"] else f"lacks: {b['lacks']}"))
+                  f"consistent {b['holds']}  {cli.lacks(b, notes)}")
+    for line in notes.lines("what each bound lacks:"):
+        print(line)
     print(f"\n{len(res['units'])} units ({res['reused_units']} reused); device {res['provenance']['device']['device']}; "
           f"wall {res['wall_seconds']:.0f} s")
 

@@ -111,15 +111,16 @@ def print_table(results: dict) -> None:
     if rows:
         print(f"\n{'bound':<27}{'constants':<12}{'variant':<13}{'map':<22}{'log10 bound':>12}{'log10 meas.':>12}"
               f"{'log10 ratio':>12}  verdict")
+        notes = cli.Footnotes()
         for b in rows:
             print(f"{b['bound']:<27}{b['constants']:<12}{b['variant']:<13}{map_label(b['method'], b['sigma']):<22}"
                   f"{b['log10_bound']:>12.2f}{_num(b['log10_measured'], '>12.2f')}{_num(b['log10_ratio'], '>12.2f')}  "
-                  f"{'vacuous' if b['vacuous'] else 'informative'}  "
-                  + ("certified" if b.get("certified") else f"lacks: {b.get('lacks', '?')}"))
+                  f"{'vacuous' if b['vacuous'] else 'informative'}  {cli.lacks(b, notes)}")
         print("vacuous: the bound is above the trivial bound of the quantity (2Γ_k0 for a gradient map, as ‖∇ₓf‖ ≤ Γ_k0;"
               "\nΓ_k0(2C + σ√m) for IG's fidelity), so it says nothing about these networks; informative: below it.\n"
               "log10 ratio = log10 measured − log10 bound; measured: the disjoint-split proxy (eq. 12) of the bounded "
-              "eq. 10.\ncertified: the bound is valid for these networks and this training; else the assumptions it lacks.")
+              "eq. 10.\ncertified: the bound is valid for these networks and this training; else the assumptions it lacks:")
+        print("\n".join(notes.lines("")[1:]))
     for law in results["laws"]:
         if law.get("fitted_exponent") is not None:
             lo, hi = law["fitted_ci"]
