@@ -414,7 +414,7 @@ def test_loo_report_prints_a_measured_zero(fm, tmp_path, capsys):
     out = capsys.readouterr().out
     res = __import__("json").loads((tmp_path / "o" / "results.json").read_text())
     assert any(b["measured_worst"] == 0 for b in res["bounds"])  # the case this test is about occurred
-    assert "measured   -inf  holds True" in out
+    assert "measured   -inf  consistent True" in out
 
 
 def test_a_split_unit_holding_nulls_is_not_read_back():
@@ -575,6 +575,8 @@ def test_split_table_names_each_map_and_explains_vacuous(split_run, capsys):
     text = capsys.readouterr().out
     assert "SmoothGrad (σ = 0.2)" in text and "Simple-Grad (σ = 0)" in text
     rows = [line for line in text.splitlines() if line.startswith(("Theorem", "Proposition"))]
-    assert rows and all(line.rstrip().endswith(("vacuous", "informative")) for line in rows)
+    # each row: its verdict in words, then "certified" or the numbered assumptions it lacks (footnoted below)
+    assert rows and all(re.search(r" (vacuous|informative)  (certified|lacks \[[\d,]+\])$", line.rstrip()) for line in rows)
+    assert "  [1] " in text
     assert "True" not in text and "False" not in text
     assert "vacuous: the bound is above the trivial bound" in text
