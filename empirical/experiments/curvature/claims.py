@@ -104,23 +104,23 @@ def correlations(curv: dict[str, np.ndarray], stab: dict[str, np.ndarray], cfg: 
     ``{curvature, stability, n_images, estimate, ci_low, ci_high, confidence, method, unit, n_units, resamples,
     verdict}``; ``estimate`` None (and ``verdict`` the reason) where fewer than 3 images remain or a column is
     constant over them (ρ undefined: e.g. the Hessian norm of a ReLU network, 0 everywhere)."""
-    rows = []
-    for cname, c in curv.items():
-        for sname, s in stab.items():
-            keep = np.isfinite(c) & np.isfinite(s)
-            row = {"curvature": cname, "stability": sname, "n_images": int(keep.sum())}
-            if keep.sum() < 3 or np.ptp(c[keep]) == 0 or np.ptp(s[keep]) == 0:
-                row.update(estimate=None, ci_low=None, ci_high=None,
-                           verdict="undefined (fewer than 3 images or a constant column)")
-            else:
-                summ = stats.rank_correlation(c[keep], s[keep], unit="image", confidence=cfg.confidence,
-                                              resamples=cfg.resamples, seed=cfg.seed)
-                rec = summ.as_dict()
-                rec.pop("unit_values")
-                row.update(rec, verdict=stats.verdict(summ, "more curvature, less stable",
-                                                      "more curvature, more stable"))
-            rows.append(row)
-    return rows
+    return [{"curvature": cname, "stability": sname, **rho_row(c, s, "image", cfg)}
+            for cname, c in curv.items() for sname, s in stab.items()]
+
+
+def rho_row(a: np.ndarray, b: np.ndarray, unit: str, cfg: CurvatureClaimConfig) -> dict:
+    """Spearman ρ of two columns over the units where both are finite, with its bootstrap interval and verdict;
+    ``estimate`` None and ``verdict`` the reason where fewer than 3 units remain or a column is constant."""
+    keep = np.isfinite(a) & np.isfinite(b)
+    row = {f"n_{unit}s": int(keep.sum())}
+    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
+        return dict(row, estimate=None, ci_low=None, ci_high=None,
+                    verdict=f"undefined (fewer than 3 {unit}s or a constant column)")
+    summ = stats.rank_correlation(a[keep], b[keep], unit=unit, confidence=cfg.confidence, resamples=cfg.resamples,
+                                  seed=cfg.seed)
+    rec = summ.as_dict()
+    rec.pop("unit_values")
+    return dict(row, **rec, verdict=stats.verdict(summ, "more curvature, less stable", "more curvature, more stable"))
 
 
 def curvature_claim(model: nn.Module, x: torch.Tensor, y: torch.Tensor, explain: Callable,

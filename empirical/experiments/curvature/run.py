@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from empirical import data as data_mod
-from empirical import stats
 from empirical.errors import UserError
-from empirical.experiments.curvature.claims import CurvatureClaimConfig, curvature_claim
+from empirical.experiments.curvature.claims import CurvatureClaimConfig, curvature_claim, rho_row
 from empirical.experiments.smoothing.config import REGIMES, SmoothingStudyConfig
 from empirical.experiments.smoothing.regimes import PixelModel, build_regime
 from empirical.experiments.smoothing.run import _representation, explain_fn
@@ -102,18 +101,8 @@ def between_models(model_records: list[dict], cfg: CurvatureClaimConfig) -> list
             for sname in recs[0]["stability"]:
                 a = np.array([np.nanmedian(np.asarray(m["curvature"][cname], dtype=float)) for m in recs])
                 b = np.array([np.nanmedian(np.asarray(m["stability"][sname], dtype=float)) for m in recs])
-                keep = np.isfinite(a) & np.isfinite(b)
-                row = {"method": method, "curvature": cname, "stability": sname, "n_models": int(keep.sum())}
-                if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
-                    row.update(estimate=None, verdict="undefined (fewer than 3 models or a constant column)")
-                else:
-                    s = stats.rank_correlation(a[keep], b[keep], unit="model", confidence=cfg.confidence,
-                                               resamples=cfg.resamples, seed=cfg.seed)
-                    rec = s.as_dict()
-                    rec.pop("unit_values")
-                    row.update(rec, verdict=stats.verdict(s, "more curvature, less stable",
-                                                          "more curvature, more stable"))
-                rows.append(row)
+                rows.append({"method": method, "curvature": cname, "stability": sname,
+                             **rho_row(a, b, "model", cfg)})
     return rows
 
 
